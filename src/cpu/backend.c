@@ -1,19 +1,28 @@
-/* backend.c — the cpu backend's table and its context setup. */
+/* backend.c — the cpu backend's table and its per-context state (the chosen kernel table). */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cpu.h"
 
 static mfa_error_t cpu_init(mfa_context *ctx) {
-    snprintf(ctx->description, sizeof ctx->description, "cpu: portable C (compiler-vectorised), %d thread%s",
-             ctx->num_threads, ctx->num_threads == 1 ? "" : "s");
+    mfa_cpu_state_t *state = calloc(1, sizeof *state);
+    if (!state) return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu backend: cannot allocate its state");
+    const char *note;
+    state->kernels = mfa_cpu_kernels_select(&note);
+    ctx->backend_state = state;
+    snprintf(ctx->description, sizeof ctx->description, "cpu: %s kernels, %d thread%s%s%s", state->kernels->isa,
+             ctx->num_threads, ctx->num_threads == 1 ? "" : "s", note ? "; " : "", note ? note : "");
     return MFA_SUCCESS;
 }
+
+static void cpu_destroy(mfa_context *ctx) { free(ctx->backend_state); }
 
 const mfa_backend_t mfa_cpu_backend = {
     .interface_version = MFA_BACKEND_INTERFACE_VERSION,
     .name = "cpu",
     .max_head_dim = MFA_CPU_MAX_HEAD_DIM,
     .init = cpu_init,
+    .destroy = cpu_destroy,
     .fwd = mfa_cpu_fwd,
     .bwd = mfa_cpu_bwd,
 };

@@ -4,9 +4,9 @@
  * D_i = rowsum(dO_i * O_i), dS = P * (dP - D) (times 1 - tanh^2 under softcap), and
  *     dQ = scale * dS K,    dK = scale * dS^T Q,    dV = P^T dO.
  * Three passes, each parallel over independent outputs:
- *   0. D for every (batch, head, row), laid out like the LSE;
+ *   0. D for every (batch, q head, row), laid out like the LSE;
  *   1. dQ per block of query rows of one (batch, q head), streaming key tiles;
- *   2. dK, dV per block of keys of one (batch, kv head), streaming the query tiles of every q head
+ *   2. dK, dV per tile of keys of one (batch, kv head), streaming the query blocks of every q head
  *      of its GQA group that can see those keys. */
 #include <math.h>
 #include <stdlib.h>
@@ -16,214 +16,210 @@
 
 typedef struct {
     const mfa_problem_t *pr;
-    int64_t q_blocks, k_blocks; /* per (batch, head) */
-    float *delta;               /* D, indexed like the LSE */
+    const mfa_cpu_kernels_t *k;
+    mfa_cpu_kv_t kv;
+    int64_t q_blocks; /* per (batch, head) */
+    float *delta;     /* D, indexed like the LSE */
     float *scratch;
     size_t scratch_floats;
 } bwd_job_t;
 
-/* Every row-block loop below reads its tile of rows [i0, i0 + n) of q head h into these. */
+/* Per-thread scratch, carved from one block. */
 typedef struct {
-    float *q, *dout, *lse, *delta; /* [BQ][Dq], [BQ][Dv], [BQ], [BQ] */
-} row_tile_t;
+    float *qbuf, *dobuf; /* converted Q [BQ][Dq] and dO [BQ][Dv] rows when not f32 */
+    float *lse2, *delta; /* [BQ]: lse * log2(e), D */
+    float *S, *dP, *dcap; /* [BQ][BK]: scores then P; dP then dS; softcap derivative */
+    float *T;            /* [BK][BQ]: P^T or dS^T */
+    float *acc;          /* dQ [BQ][Dq], or dK [BK][Dq] + dV [BK][Dv] */
+} scratch_t;
 
-static void load_row_tile(const bwd_job_t *job, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0, int64_t n,
-                          row_tile_t *t) {
-    const mfa_problem_t *pr = job->pr;
-    mfa_cpu_load_rows(&pr->p.q, s->tb, h, s->q0 + i0, n, pr->p.head_dim_qk, t->q);
-    mfa_cpu_load_rows(&pr->p.dout, s->tb, h, s->q0 + i0, n, pr->p.head_dim_v, t->dout);
-    for (int64_t r = 0; r < n; r++) {
-        const int64_t at = mfa_lse_index(pr, b, s, h, i0 + r);
-        t->lse[r] = pr->p.lse[at];
-        t->delta[r] = job->delta[at];
-    }
-}
-
-/* dS for one tile, in place of S: P = exp(S - lse) (0 for dropped pairs and empty rows), then
- * dS = P * (dP - D) * dcap, with dP[r][c] = dout[r] . v[c] from vt [Dv][BK]. P is kept in P. */
-static void tile_ds(const mfa_problem_t *pr, const row_tile_t *t, int64_t n, const float *vt, float *S, float *P,
-                    float *dP, const float *dcap) {
-    const int64_t BK = MFA_CPU_BK, Dv = pr->p.head_dim_v;
-    for (int64_t r = 0; r < n; r++) {
-        float *prow = P + r * BK, *dprow = dP + r * BK;
-        const float lse = t->lse[r];
-        for (int64_t c = 0; c < BK; c++) {
-            prow[c] = lse == -INFINITY ? 0.0f : expf(S[r * BK + c] - lse);
-            dprow[c] = 0.0f;
-        }
-        for (int64_t e = 0; e < Dv; e++) {
-            const float g = t->dout[r * Dv + e];
-            const float *vrow = vt + e * BK;
-            for (int64_t c = 0; c < BK; c++) dprow[c] += g * vrow[c];
-        }
-        for (int64_t c = 0; c < BK; c++) {
-            float ds = prow[c] * (dprow[c] - t->delta[r]);
-            if (dcap) ds *= dcap[r * BK + c];
-            S[r * BK + c] = ds;
-        }
-    }
-}
-
-static size_t bwd_scratch_floats(const mfa_problem_t *pr) {
+static size_t scratch_floats(const mfa_problem_t *pr) {
     const size_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK, Dq = (size_t)pr->p.head_dim_qk, Dv = (size_t)pr->p.head_dim_v;
-    return BQ * Dq + BQ * Dv + 2 * BQ   /* row tile */
-           + Dq * BK + BK * Dq + Dv * BK /* kt, k, vt */
-           + BK * Dv                     /* v rows (pass 2) */
-           + 4 * BQ * BK                 /* S, P, dP, dcap */
-           + (BQ > BK ? BQ : BK) * (Dq + Dv); /* dq or dk + dv accumulators */
+    const size_t acc = BQ * Dq > BK * (Dq + Dv) ? BQ * Dq : BK * (Dq + Dv);
+    return BQ * (Dq + Dv) + 2 * BQ + 3 * BQ * BK + BK * BQ + acc;
 }
 
-typedef struct {
-    row_tile_t rows;
-    float *kt, *k, *vt, *v, *S, *P, *dP, *dcap, *acc;
-} bwd_scratch_t;
-
-static bwd_scratch_t carve(const bwd_job_t *job, int thread) {
+static scratch_t carve(const bwd_job_t *job, int thread) {
     const int64_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK, Dq = job->pr->p.head_dim_qk, Dv = job->pr->p.head_dim_v;
     float *at = job->scratch + (size_t)thread * job->scratch_floats;
-    bwd_scratch_t w;
-    w.rows.q = at, at += BQ * Dq;
-    w.rows.dout = at, at += BQ * Dv;
-    w.rows.lse = at, at += BQ;
-    w.rows.delta = at, at += BQ;
-    w.kt = at, at += Dq * BK;
-    w.k = at, at += BK * Dq;
-    w.vt = at, at += Dv * BK;
-    w.v = at, at += BK * Dv;
+    scratch_t w;
+    w.qbuf = at, at += BQ * Dq;
+    w.dobuf = at, at += BQ * Dv;
+    w.lse2 = at, at += BQ;
+    w.delta = at, at += BQ;
     w.S = at, at += BQ * BK;
-    w.P = at, at += BQ * BK;
     w.dP = at, at += BQ * BK;
     w.dcap = at, at += BQ * BK;
+    w.T = at, at += BK * BQ;
     w.acc = at;
     return w;
 }
 
-/* Loads key tile [j0, j0 + nk) of kv head hk: kt and vt transposed (zero-padded to BK), k rows. */
-static void load_key_tile(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t nk,
-                          bwd_scratch_t *w) {
-    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK;
-    if (nk < BK) {
-        memset(w->kt, 0, sizeof(float) * (size_t)(Dq * BK));
-        memset(w->vt, 0, sizeof(float) * (size_t)(Dv * BK));
+/* The rows of one query block: Q and dO as GEMM operands, the LSE (base 2) and D. */
+typedef struct {
+    const float *q, *dout;
+    int64_t ldq, lddo;
+} rows_t;
+
+static rows_t load_rows(const bwd_job_t *job, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0, int64_t n,
+                        scratch_t *w) {
+    const mfa_problem_t *pr = job->pr;
+    rows_t r;
+    r.q = mfa_cpu_rows(job->k, &pr->p.q, s->tb, h, s->q0 + i0, n, pr->p.head_dim_qk, w->qbuf, &r.ldq);
+    r.dout = mfa_cpu_rows(job->k, &pr->p.dout, s->tb, h, s->q0 + i0, n, pr->p.head_dim_v, w->dobuf, &r.lddo);
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t at = mfa_lse_index(pr, b, s, h, i0 + i);
+        w->lse2[i] = pr->p.lse[at] * MFA_LOG2E;
+        w->delta[i] = job->delta[at];
     }
-    mfa_cpu_load_rows_transposed(&pr->p.k, s->tb, hk, s->k0 + j0, nk, Dq, BK, w->kt);
-    mfa_cpu_load_rows_transposed(&pr->p.v, s->tb, hk, s->k0 + j0, nk, Dv, BK, w->vt);
-    mfa_cpu_load_rows(&pr->p.k, s->tb, hk, s->k0 + j0, nk, Dq, w->k);
+    return r;
 }
 
-/* Pass 0: D_i = sum_e dO_ie * O_ie for MFA_CPU_BQ rows of one (batch, head). */
+/* For one (query block, key tile): S = Q K^T -> P (in S), dP = dO V^T -> dS (in dP). */
+static void tile_p_ds(const bwd_job_t *job, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0, int64_t n,
+                      int64_t kb, int64_t nk, const rows_t *rows, scratch_t *w) {
+    const mfa_problem_t *pr = job->pr;
+    const mfa_cpu_kernels_t *k = job->k;
+    const int64_t BK = MFA_CPU_BK, hk = h / pr->group, j0 = kb * BK;
+    float *dcap = pr->p.softcap > 0 ? w->dcap : NULL;
+    k->gemm(n, nk, pr->p.head_dim_qk, rows->q, rows->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), BK, w->S, BK, false);
+    const float mul = mfa_cpu_finish_scores(pr, b, h, s, i0, n, j0, nk, w->S, BK, dcap);
+    k->gemm(n, nk, pr->p.head_dim_v, rows->dout, rows->lddo, mfa_cpu_kv_vt(pr, &job->kv, b, hk, kb), BK, w->dP, BK,
+            false);
+    for (int64_t r = 0; r < n; r++) {
+        float *P = w->S + r * BK, *dS = w->dP + r * BK;
+        if (w->lse2[r] == -INFINITY) memset(P, 0, sizeof(float) * (size_t)nk); /* a row that kept nothing */
+        else k->exp2_sum(P, nk, mul, w->lse2[r]);
+        const float D = w->delta[r];
+        for (int64_t c = 0; c < nk; c++) dS[c] = P[c] * (dS[c] - D);
+        if (dcap)
+            for (int64_t c = 0; c < nk; c++) dS[c] *= dcap[r * BK + c];
+    }
+}
+
+/* dst[c][r] = src[r][c] for r < n, c < nk (src has row stride BK, dst BQ). */
+static void transpose(const float *src, int64_t n, int64_t nk, float *dst) {
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = 0; c < nk; c++) dst[c * MFA_CPU_BQ + r] = src[r * MFA_CPU_BK + c];
+}
+
+static void seq_block(const bwd_job_t *job, int64_t item, int64_t *b, int64_t *h, int64_t *qb) {
+    const int64_t bh = job->pr->p.batch * job->pr->p.heads_q;
+    *qb = job->q_blocks - 1 - item / bh; /* longest first, as in the forward */
+    *h = item % bh % job->pr->p.heads_q;
+    *b = item % bh / job->pr->p.heads_q;
+}
+
+/* Pass 0: D_i = sum_e dO_ie * O_ie for one query block. */
 static void delta_item(void *arg, int64_t item, int thread) {
     const bwd_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
     const int64_t Dv = pr->p.head_dim_v;
-    const int64_t qb = item % job->q_blocks, h = item / job->q_blocks % pr->p.heads_q;
-    const int64_t b = item / job->q_blocks / pr->p.heads_q;
+    int64_t b, h, qb;
+    seq_block(job, item, &b, &h, &qb);
     const mfa_seq_t s = mfa_problem_seq(pr, b);
     const int64_t i0 = qb * MFA_CPU_BQ;
     if (i0 >= s.sq) return;
     const int64_t n = s.sq - i0 < MFA_CPU_BQ ? s.sq - i0 : MFA_CPU_BQ;
-    bwd_scratch_t w = carve(job, thread);
-    mfa_cpu_load_rows(&pr->p.o, s.tb, h, s.q0 + i0, n, Dv, w.acc);
-    mfa_cpu_load_rows(&pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, w.rows.dout);
+    scratch_t w = carve(job, thread);
+    int64_t ldo, lddo;
+    const float *o = mfa_cpu_rows(job->k, &pr->p.o, s.tb, h, s.q0 + i0, n, Dv, w.acc, &ldo);
+    const float *g = mfa_cpu_rows(job->k, &pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, w.dobuf, &lddo);
     for (int64_t r = 0; r < n; r++) {
         float sum = 0.0f;
-        for (int64_t e = 0; e < Dv; e++) sum += w.acc[r * Dv + e] * w.rows.dout[r * Dv + e];
+        for (int64_t e = 0; e < Dv; e++) sum += o[r * ldo + e] * g[r * lddo + e];
         job->delta[mfa_lse_index(pr, b, &s, h, i0 + r)] = sum;
     }
 }
 
-/* Pass 1: dQ for MFA_CPU_BQ rows of one (batch, q head). */
+/* Pass 1: dQ = scale * sum over key tiles of dS K, for one query block. */
 static void dq_item(void *arg, int64_t item, int thread) {
     const bwd_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
     const int64_t Dq = pr->p.head_dim_qk, BK = MFA_CPU_BK;
-    const int64_t bh = pr->p.batch * pr->p.heads_q;
-    const int64_t qb = job->q_blocks - 1 - item / bh, h = item % bh % pr->p.heads_q, b = item % bh / pr->p.heads_q;
+    int64_t b, h, qb;
+    seq_block(job, item, &b, &h, &qb);
     const mfa_seq_t s = mfa_problem_seq(pr, b);
     const int64_t i0 = qb * MFA_CPU_BQ;
     if (i0 >= s.sq) return;
     const int64_t n = s.sq - i0 < MFA_CPU_BQ ? s.sq - i0 : MFA_CPU_BQ;
-    bwd_scratch_t w = carve(job, thread);
-    float *dq = w.acc; /* [n][Dq] */
-    float *dcap = pr->p.softcap > 0 ? w.dcap : NULL;
-    load_row_tile(job, b, h, &s, i0, n, &w.rows);
-    memset(dq, 0, sizeof(float) * (size_t)(n * Dq));
+    scratch_t w = carve(job, thread);
+    const rows_t rows = load_rows(job, b, h, &s, i0, n, &w);
+    memset(w.acc, 0, sizeof(float) * (size_t)(n * Dq));
 
     int64_t lo, hi;
     mfa_cpu_tile_key_range(pr, &s, i0, n, &lo, &hi);
-    for (int64_t j0 = lo; j0 < hi; j0 += BK) {
-        const int64_t nk = hi - j0 < BK ? hi - j0 : BK;
-        if (!mfa_cpu_block_tile_kept(pr, b, h, i0, n, j0, nk)) continue;
-        load_key_tile(pr, &s, h / pr->group, j0, nk, &w);
-        mfa_cpu_score_tile(pr, b, h, &s, i0, n, j0, nk, w.rows.q, w.kt, w.S, dcap);
-        tile_ds(pr, &w.rows, n, w.vt, w.S, w.P, w.dP, dcap);
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t c = 0; c < nk; c++) {
-                const float ds = pr->scale * w.S[r * BK + c];
-                const float *krow = w.k + c * Dq;
-                for (int64_t d = 0; d < Dq; d++) dq[r * Dq + d] += ds * krow[d];
-            }
+    for (int64_t kb = lo / BK; lo < hi && kb * BK < hi; kb++) {
+        const int64_t nk = s.sk - kb * BK < BK ? s.sk - kb * BK : BK;
+        if (!mfa_cpu_block_tile_kept(pr, b, h, i0, n, kb * BK, nk)) continue;
+        tile_p_ds(job, b, h, &s, i0, n, kb, nk, &rows, &w);
+        int64_t ldk;
+        const float *krows = mfa_cpu_kv_k_rows(pr, &job->kv, &s, b, h / pr->group, kb, &ldk);
+        job->k->gemm(n, Dq, nk, w.dP, BK, krows, ldk, w.acc, Dq, true);
     }
-    mfa_cpu_store_rows(&pr->p.dq, s.tb, h, s.q0 + i0, n, Dq, dq);
+    job->k->scale(w.acc, n * Dq, pr->scale);
+    mfa_cpu_store_rows(&pr->p.dq, s.tb, h, s.q0 + i0, n, Dq, w.acc);
 }
 
-/* Pass 2: dK and dV for MFA_CPU_BK keys of one (batch, kv head). */
+/* Pass 2: dK = scale * sum dS^T Q and dV = sum P^T dO for one key tile of one kv head, over the
+ * query blocks of every q head in its group that see those keys. */
 static void dkv_item(void *arg, int64_t item, int thread) {
     const bwd_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
+    const mfa_cpu_kernels_t *k = job->k;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, BQ = MFA_CPU_BQ;
-    const int64_t kb = item % job->k_blocks, hk = item / job->k_blocks % pr->p.heads_kv;
-    const int64_t b = item / job->k_blocks / pr->p.heads_kv;
+    const int64_t k_blocks = job->kv.k_blocks;
+    const int64_t kb = item % k_blocks, hk = item / k_blocks % pr->p.heads_kv, b = item / k_blocks / pr->p.heads_kv;
     const mfa_seq_t s = mfa_problem_seq(pr, b);
     const int64_t j0 = kb * BK;
     if (j0 >= s.sk) return;
     const int64_t nk = s.sk - j0 < BK ? s.sk - j0 : BK;
-    bwd_scratch_t w = carve(job, thread);
+    scratch_t w = carve(job, thread);
     float *dk = w.acc, *dv = w.acc + BK * Dq; /* [nk][Dq], [nk][Dv] */
-    float *dcap = pr->p.softcap > 0 ? w.dcap : NULL;
     memset(w.acc, 0, sizeof(float) * (size_t)(BK * (Dq + Dv)));
-    load_key_tile(pr, &s, hk, j0, nk, &w);
 
     for (int64_t h = hk * pr->group; h < (hk + 1) * pr->group; h++) {
         for (int64_t i0 = 0; i0 < s.sq; i0 += BQ) {
             const int64_t n = s.sq - i0 < BQ ? s.sq - i0 : BQ;
             int64_t lo, hi;
             mfa_cpu_tile_key_range(pr, &s, i0, n, &lo, &hi);
-            if (hi <= j0 || lo >= j0 + nk || !mfa_cpu_block_tile_kept(pr, b, h, i0, n, j0, nk)) continue;
-            load_row_tile(job, b, h, &s, i0, n, &w.rows);
-            mfa_cpu_score_tile(pr, b, h, &s, i0, n, j0, nk, w.rows.q, w.kt, w.S, dcap);
-            tile_ds(pr, &w.rows, n, w.vt, w.S, w.P, w.dP, dcap);
-            for (int64_t r = 0; r < n; r++) {
-                const float *qrow = w.rows.q + r * Dq, *grow = w.rows.dout + r * Dv;
-                for (int64_t c = 0; c < nk; c++) {
-                    const float pc = w.P[r * BK + c], ds = pr->scale * w.S[r * BK + c];
-                    for (int64_t e = 0; e < Dv; e++) dv[c * Dv + e] += pc * grow[e];
-                    for (int64_t d = 0; d < Dq; d++) dk[c * Dq + d] += ds * qrow[d];
-                }
-            }
+            if (hi <= j0 || lo >= j0 + nk || lo >= hi || !mfa_cpu_block_tile_kept(pr, b, h, i0, n, j0, nk)) continue;
+            const rows_t rows = load_rows(job, b, h, &s, i0, n, &w);
+            tile_p_ds(job, b, h, &s, i0, n, kb, nk, &rows, &w);
+            transpose(w.S, n, nk, w.T); /* P^T */
+            k->gemm(nk, Dv, n, w.T, BQ, rows.dout, rows.lddo, dv, Dv, true);
+            transpose(w.dP, n, nk, w.T); /* dS^T */
+            k->gemm(nk, Dq, n, w.T, BQ, rows.q, rows.ldq, dk, Dq, true);
         }
     }
+    k->scale(dk, nk * Dq, pr->scale);
     mfa_cpu_store_rows(&pr->p.dk, s.tb, hk, s.k0 + j0, nk, Dq, dk);
     mfa_cpu_store_rows(&pr->p.dv, s.tb, hk, s.k0 + j0, nk, Dv, dv);
 }
 
 mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
     const mfa_attention_params_t *p = &pr->p;
-    bwd_job_t job = {.pr = pr};
+    bwd_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx)};
     job.q_blocks = (pr->max_seqlen_q + MFA_CPU_BQ - 1) / MFA_CPU_BQ;
-    job.k_blocks = (pr->max_seqlen_kv + MFA_CPU_BK - 1) / MFA_CPU_BK;
-    const int64_t q_items = p->batch * p->heads_q * job.q_blocks, k_items = p->batch * p->heads_kv * job.k_blocks;
+    mfa_error_t err = mfa_cpu_kv_pack(ctx, pr, MFA_CPU_PACK_VT | MFA_CPU_PACK_K_ROWS, &job.kv);
+    if (err) return err;
+    const int64_t q_items = p->batch * p->heads_q * job.q_blocks;
+    const int64_t k_items = p->batch * p->heads_kv * job.kv.k_blocks;
     const int threads = mfa_cpu_threads_for(ctx, q_items > k_items ? q_items : k_items);
     const size_t delta_floats = (size_t)(p->batch * p->heads_q * p->seqlen_q); /* varlen: heads * total */
-    job.scratch_floats = bwd_scratch_floats(pr);
+    job.scratch_floats = scratch_floats(pr);
     const size_t bytes = sizeof(float) * (job.scratch_floats * (size_t)threads + delta_floats);
     job.scratch = malloc(bytes);
-    if (!job.scratch)
-        return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu backward: cannot allocate %zu bytes of scratch", bytes);
+    if (!job.scratch) {
+        mfa_cpu_kv_free(&job.kv);
+        return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu backward: cannot allocate %zu bytes of scratch",
+                             bytes);
+    }
     job.delta = job.scratch + job.scratch_floats * (size_t)threads;
     mfa_cpu_parallel_for(threads, q_items, delta_item, &job);
     mfa_cpu_parallel_for(threads, q_items, dq_item, &job);
     mfa_cpu_parallel_for(threads, k_items, dkv_item, &job);
     free(job.scratch);
+    mfa_cpu_kv_free(&job.kv);
     return MFA_SUCCESS;
 }

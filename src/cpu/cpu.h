@@ -1,49 +1,84 @@
-/* cpu.h — shared pieces of the cpu backend: tile sizes, per-thread scratch, the tile helpers
- * used by both the forward and the backward, and the thread pool entry point.
+/* cpu.h — shared pieces of the cpu backend: tile sizes, per-context state, the K/V packing,
+ * the score finishing shared by forward and backward, and the thread pool entry point.
  *
- * This is the portable C path: plain loops the compiler vectorises. It is the readable
- * reference implementation of the tiled algorithm (FlashAttention-2, Dao 2023): queries in blocks
- * of MFA_CPU_BQ rows, keys in tiles of MFA_CPU_BK, an online softmax in fp32, O(seq) memory. */
+ * The algorithm is FlashAttention-2's (Dao, 2023): queries in blocks of MFA_CPU_BQ rows, keys in
+ * tiles of MFA_CPU_BK, an online softmax in fp32 (base 2), O(seq) extra memory besides one fp32
+ * packed copy of K (and V where needed). Every matrix product is the kernel table's gemm. */
 #ifndef MFA_CPU_H
 #define MFA_CPU_H
 
 #include "../backend.h"
+#include "kernels.h"
 
-/* 64 x 64 tiles: a K^T tile of 64 keys x 128 dims in fp32 is 32 KiB, so Q, K^T, V and S for
- * head_dim 128 stay within L2 of one core; 64 rows amortise each K/V tile load 64 times. */
+/* 64 x 64 tiles: a packed K^T tile for head_dim 128 is 32 KiB, so the GEMM's B panel and the
+ * score tile stay in L1/L2 of one core, and 64 query rows amortise each K/V tile 64 times. */
 #define MFA_CPU_BQ 64
 #define MFA_CPU_BK 64
 /* Largest head dim the cpu backend takes (scratch grows linearly with it). */
 #define MFA_CPU_MAX_HEAD_DIM 512
 
-/* Runs fn(arg, item, thread) for item in [0, n_items) on up to ctx->num_threads threads
- * (thread in [0, threads)), items handed out dynamically in increasing order. Returns the
- * number of threads used (>= 1) so callers can size per-thread scratch beforehand with
- * mfa_cpu_threads_for(). */
+#define MFA_LOG2E 1.4426950408889634f
+#define MFA_LN2 0.6931471805599453f
+
+typedef struct mfa_cpu_state {
+    const mfa_cpu_kernels_t *kernels; /* chosen once per context */
+} mfa_cpu_state_t;
+
+static inline const mfa_cpu_kernels_t *mfa_cpu_kernels(const mfa_context *ctx) {
+    return ((const mfa_cpu_state_t *)ctx->backend_state)->kernels;
+}
+
+/* ---- threads ---- */
+/* Runs fn(arg, item, thread) for item in [0, n_items) on `threads` threads (thread ids in
+ * [0, threads)), items handed out dynamically in increasing order. */
 typedef void (*mfa_cpu_task_fn)(void *arg, int64_t item, int thread);
 int mfa_cpu_threads_for(const mfa_context *ctx, int64_t n_items);
 void mfa_cpu_parallel_for(int threads, int64_t n_items, mfa_cpu_task_fn fn, void *arg);
 
-/* Tokens [t0, t0 + n) of head `head` (batch index tb) of tensor t, converted to fp32 into
- * dst[r * dim + d]; the transposed form writes dst[d * ld + r]. */
-void mfa_cpu_load_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
-                       float *dst);
-void mfa_cpu_load_rows_transposed(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n,
-                                  int64_t dim, int64_t ld, float *dst);
+/* ---- fp32 views of tensor rows ---- */
+/* Tokens [t0, t0 + n) of `head` (batch index tb) as an fp32 row-major matrix: a pointer into the
+ * tensor itself when it is f32 with unit dim stride (*ld = stride[1]), otherwise converted into
+ * scratch (*ld = dim). */
+const float *mfa_cpu_rows(const mfa_cpu_kernels_t *k, const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0,
+                          int64_t n, int64_t dim, float *scratch, int64_t *ld);
 /* Stores fp32 rows src[r * dim + d] into tokens [t0, t0 + n) of tensor t, in its dtype. */
 void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
                         const float *src);
 
-/* Final scores of a tile, S[r * MFA_CPU_BK + c] for rows i0 + r (r < n) and keys j0 + c
- * (c < nk): scale * q.k, softcap, dense bias, then -inf where any mask drops the pair.
- * q: [n][d] fp32, kt: [d][MFA_CPU_BK] fp32. When dcap is not NULL and softcap is on, it
- * receives d(capped)/d(raw) = 1 - tanh^2 per element (the backward's chain rule). */
-void mfa_cpu_score_tile(const mfa_problem_t *pr, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0, int64_t n,
-                        int64_t j0, int64_t nk, const float *q, const float *kt, float *S, float *dcap);
+/* ---- K/V packed once per call ----
+ * Tiles are aligned to multiples of MFA_CPU_BK from each sequence's first key; tile (b, hk, kb)
+ * holds keys [kb*BK, kb*BK + BK) of sequence b and kv head hk, zero-padded past the end. */
+typedef struct mfa_cpu_kv {
+    int64_t k_blocks; /* tiles per (sequence, kv head) */
+    float *kt;        /* [b][hk][kb][head_dim_qk][BK]: K^T, the B operand of S = Q K^T */
+    float *vt;        /* [b][hk][kb][head_dim_v][BK]: V^T for dP = dO V^T (backward), or NULL */
+    float *k_rows;    /* [b][hk][kb][BK][head_dim_qk] when K is not f32-contiguous (backward) */
+    float *v_rows;    /* [b][hk][kb][BK][head_dim_v] when V is not f32-contiguous */
+} mfa_cpu_kv_t;
 
-/* Key range [lo, hi) that any row of [i0, i0 + n) may see (causal/window only; the bounds are
- * monotone in the row, so the first and last rows decide), and whether the block-sparse map
- * keeps any pair of the tile [i0, i0+n) x [j0, j0+nk). */
+enum { MFA_CPU_PACK_VT = 1, MFA_CPU_PACK_K_ROWS = 2, MFA_CPU_PACK_V_ROWS = 4 };
+mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what, mfa_cpu_kv_t *kv);
+void mfa_cpu_kv_free(mfa_cpu_kv_t *kv);
+const float *mfa_cpu_kv_kt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb);
+const float *mfa_cpu_kv_vt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb);
+/* Key rows of tile kb as a B operand: packed, or straight from the tensor (*ld set). */
+const float *mfa_cpu_kv_k_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const mfa_seq_t *s, int64_t b,
+                               int64_t hk, int64_t kb, int64_t *ld);
+const float *mfa_cpu_kv_v_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const mfa_seq_t *s, int64_t b,
+                               int64_t hk, int64_t kb, int64_t *ld);
+
+/* ---- scores ---- */
+/* Turns raw dot products S[r * ld + c] (rows i0 + r < i0 + n, keys j0 + c < j0 + nk) into
+ * logits x with softmax argument x * mul (the return value): the plain case leaves S as is and
+ * returns scale * log2(e); softcap, dense bias or per-element block masks make S the final
+ * natural-log scores and return log2(e). Dropped pairs become -inf either way. With softcap on
+ * and dcap not NULL, dcap[r * ld + c] = 1 - tanh^2 (the backward's chain rule). */
+float mfa_cpu_finish_scores(const mfa_problem_t *pr, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0,
+                            int64_t n, int64_t j0, int64_t nk, float *S, int64_t ld, float *dcap);
+
+/* Key range [lo, hi) that any row of [i0, i0 + n) may see (causal/window bounds are monotone
+ * in the row, so the first and last rows decide), and whether the block-sparse map keeps any
+ * pair of the tile [i0, i0+n) x [j0, j0+nk). */
 void mfa_cpu_tile_key_range(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t *lo,
                             int64_t *hi);
 bool mfa_cpu_block_tile_kept(const mfa_problem_t *pr, int64_t b, int64_t h, int64_t i0, int64_t n, int64_t j0,

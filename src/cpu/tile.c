@@ -1,29 +1,34 @@
-/* tile.c — the cpu backend's tile helpers: strided loads/stores with dtype conversion, the
- * score tile (scale, softcap, bias, masks) and the tile-level mask tests shared by fwd and bwd. */
+/* tile.c — fp32 views of tensor rows, stores back in the tensor's dtype, and the score finishing
+ * (scale, softcap, dense bias, masks) shared by the forward and the backward. */
 #include <math.h>
 #include <string.h>
 
 #include "cpu.h"
 
-void mfa_cpu_load_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
-                       float *dst) {
+/* Rows usable in place as a GEMM operand: fp32, unit dim stride, rows densely packed. Rows
+ * further apart (BSHD with many heads: a 4 KiB row stride) would map every row of a tile to the
+ * same L1 set, so those are copied instead. */
+static bool is_dense_f32_rows(const mfa_tensor_t *t, int64_t dim) {
+    return t->dtype == MFA_DTYPE_F32 && t->stride[3] == 1 && t->stride[1] == dim;
+}
+
+const float *mfa_cpu_rows(const mfa_cpu_kernels_t *k, const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0,
+                          int64_t n, int64_t dim, float *scratch, int64_t *ld) {
+    if (is_dense_f32_rows(t, dim)) {
+        *ld = t->stride[1];
+        return (const float *)t->data + mfa_offset(t, tb, t0, head, 0);
+    }
     for (int64_t r = 0; r < n; r++) {
         const int64_t at = mfa_offset(t, tb, t0 + r, head, 0);
-        float *row = dst + r * dim;
-        if (t->dtype == MFA_DTYPE_F32 && t->stride[3] == 1) {
-            memcpy(row, (const float *)t->data + at, (size_t)dim * sizeof(float));
+        float *row = scratch + r * dim;
+        if (t->stride[3] == 1) {
+            k->to_f32(row, (const char *)t->data + at * (int64_t)mfa_dtype_size(t->dtype), t->dtype, dim);
         } else {
             for (int64_t d = 0; d < dim; d++) row[d] = mfa_load(t->data, t->dtype, at + d * t->stride[3]);
         }
     }
-}
-
-void mfa_cpu_load_rows_transposed(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n,
-                                  int64_t dim, int64_t ld, float *dst) {
-    for (int64_t r = 0; r < n; r++) {
-        const int64_t at = mfa_offset(t, tb, t0 + r, head, 0);
-        for (int64_t d = 0; d < dim; d++) dst[d * ld + r] = mfa_load(t->data, t->dtype, at + d * t->stride[3]);
-    }
+    *ld = dim;
+    return scratch;
 }
 
 void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
@@ -39,43 +44,37 @@ void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t
     }
 }
 
-void mfa_cpu_score_tile(const mfa_problem_t *pr, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0, int64_t n,
-                        int64_t j0, int64_t nk, const float *q, const float *kt, float *S, float *dcap) {
-    const int64_t D = pr->p.head_dim_qk, BK = MFA_CPU_BK;
+float mfa_cpu_finish_scores(const mfa_problem_t *pr, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0,
+                            int64_t n, int64_t j0, int64_t nk, float *S, int64_t ld, float *dcap) {
     const float scale = pr->scale, cap = pr->p.softcap;
     const bool per_element = pr->p.block_mask || pr->p.attn_mask.data;
+    const bool plain = cap == 0 && !per_element;
     for (int64_t r = 0; r < n; r++) {
-        /* S[r, :] = q[r, :] . K^T  — inner loop over contiguous keys vectorises */
-        float *srow = S + r * BK;
-        for (int64_t c = 0; c < BK; c++) srow[c] = 0.0f;
-        for (int64_t d = 0; d < D; d++) {
-            const float qd = q[r * D + d];
-            const float *krow = kt + d * BK;
-            for (int64_t c = 0; c < BK; c++) srow[c] += qd * krow[c];
-        }
+        float *x = S + r * ld;
         const int64_t i = i0 + r;
         int64_t lo, hi;
         mfa_key_range(pr, i, s->sq, s->sk, &lo, &hi);
-        for (int64_t c = 0; c < nk; c++) {
-            float x = srow[c] * scale;
+        /* columns [c_lo, c_hi) of this tile pass the causal/window bounds */
+        const int64_t c_lo = lo - j0 < 0 ? 0 : lo - j0 > nk ? nk : lo - j0;
+        const int64_t c_hi = hi - j0 < c_lo ? c_lo : hi - j0 > nk ? nk : hi - j0;
+        for (int64_t c = 0; c < c_lo; c++) x[c] = -INFINITY;
+        for (int64_t c = c_hi; c < nk; c++) x[c] = -INFINITY;
+        if (plain) continue;
+        for (int64_t c = c_lo; c < c_hi; c++) {
+            float v = x[c] * scale;
             if (cap > 0) {
-                const float t = tanhf(x / cap);
-                x = cap * t;
-                if (dcap) dcap[r * BK + c] = 1.0f - t * t;
+                const float t = tanhf(v / cap);
+                v = cap * t;
+                if (dcap) dcap[r * ld + c] = 1.0f - t * t;
             }
-            srow[c] = x;
-        }
-        for (int64_t c = 0; c < nk; c++) {
-            const int64_t j = j0 + c;
-            if (j < lo || j >= hi) {
-                srow[c] = -INFINITY;
-            } else if (per_element) {
-                if (!mfa_block_keeps(pr, b, h, i, j)) srow[c] = -INFINITY;
-                else srow[c] += mfa_dense_bias(pr, b, h, i, j);
+            if (per_element) {
+                const int64_t j = j0 + c;
+                v = mfa_block_keeps(pr, b, h, i, j) ? v + mfa_dense_bias(pr, b, h, i, j) : -INFINITY;
             }
+            x[c] = v;
         }
-        for (int64_t c = nk; c < BK; c++) srow[c] = -INFINITY;
     }
+    return plain ? scale * MFA_LOG2E : MFA_LOG2E;
 }
 
 void mfa_cpu_tile_key_range(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t *lo,

@@ -1,0 +1,49 @@
+/* scalar.c — the plain-C kernels: the readable reference for every SIMD table, and the path
+ * for machines without AVX2. Loops are written so the compiler can vectorise them anyway. */
+#include <math.h>
+#include <string.h>
+
+#include "../../dtype.h"
+#include "../kernels.h"
+
+static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 float *C, int64_t ldc, bool accumulate) {
+    for (int64_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (!accumulate) memset(c, 0, sizeof(float) * (size_t)N);
+        for (int64_t k = 0; k < K; k++) {
+            const float a = A[i * lda + k];
+            const float *b = B + k * ldb;
+            for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
+        }
+    }
+}
+
+static float exp2_sum(float *x, int64_t n, float mul, float sub) {
+    float sum = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = x[i] == -INFINITY ? 0.0f : exp2f(x[i] * mul - sub);
+        sum += x[i];
+    }
+    return sum;
+}
+
+static float max(const float *x, int64_t n) {
+    float m = -INFINITY;
+    for (int64_t i = 0; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static void scale(float *x, int64_t n, float s) {
+    for (int64_t i = 0; i < n; i++) x[i] *= s;
+}
+
+static void to_f32(float *dst, const void *src, int32_t dtype, int64_t n) {
+    if (dtype == MFA_DTYPE_F32) memcpy(dst, src, sizeof(float) * (size_t)n);
+    else
+        for (int64_t i = 0; i < n; i++) dst[i] = mfa_load(src, dtype, i);
+}
+
+const mfa_cpu_kernels_t mfa_cpu_kernels_scalar = {
+    .isa = "scalar", .gemm = gemm, .exp2_sum = exp2_sum, .max = max, .scale = scale, .to_f32 = to_f32,
+};

@@ -1,0 +1,46 @@
+/* kernels.h — the cpu backend's compute kernels, one table per instruction set.
+ *
+ * The tiled attention in fwd.c / bwd.c is written once against this table; only these few
+ * primitives differ per ISA. arch/scalar.c is the plain-C reference (readable, any machine);
+ * arch/avx2.c and arch/avx512.c compile the same SIMD source (kernels.inc) against a small macro
+ * layer (arch/simd-avx2.h, arch/simd-avx512.h). The table is chosen once per context from CPUID,
+ * or forced with the environment variable MFA_CPU_ISA=scalar|avx2|avx512 (for tests). */
+#ifndef MFA_CPU_KERNELS_H
+#define MFA_CPU_KERNELS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct mfa_cpu_kernels {
+    const char *isa; /* "scalar", "avx2", "avx512" */
+
+    /* C[M][N] (+)= A[M][K] . B[K][N]: row-major fp32 with leading dimensions (elements).
+     * accumulate = false overwrites C. The register-blocked microkernel of each ISA lives here:
+     * every GEMM of the forward and backward (S = Q K^T, O += P V, dP = dO V^T, dQ += dS K,
+     * dV += P^T dO, dK += dS^T Q) is this one call. */
+    void (*gemm)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 float *C, int64_t ldc, bool accumulate);
+
+    /* x[i] = 2^(x[i] * mul - sub) for i < n (0 where x[i] = -inf); returns the sum. The online
+     * softmax works in base 2: exp(s - m) = 2^(s*log2e - m*log2e). */
+    float (*exp2_sum)(float *x, int64_t n, float mul, float sub);
+
+    /* max_i x[i] (-inf for n = 0) */
+    float (*max)(const float *x, int64_t n);
+
+    /* x[i] *= s */
+    void (*scale)(float *x, int64_t n, float s);
+
+    /* dst[i] = (float)src[i] for a contiguous run of f32 / f16 / bf16 (MFA_DTYPE_*) */
+    void (*to_f32)(float *dst, const void *src, int32_t dtype, int64_t n);
+} mfa_cpu_kernels_t;
+
+extern const mfa_cpu_kernels_t mfa_cpu_kernels_scalar;
+extern const mfa_cpu_kernels_t mfa_cpu_kernels_avx2;   /* AVX2 + FMA + F16C */
+extern const mfa_cpu_kernels_t mfa_cpu_kernels_avx512; /* AVX-512 F/BW/VL */
+
+/* The best table this CPU runs, or the one MFA_CPU_ISA names (falling back, with *note set,
+ * when the CPU cannot run the named one or the name is unknown). */
+const mfa_cpu_kernels_t *mfa_cpu_kernels_select(const char **note);
+
+#endif

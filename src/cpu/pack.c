@@ -1,0 +1,128 @@
+/* pack.c — K (and V) converted to fp32 and laid out for the GEMMs, once per call.
+ *
+ * S = Q K^T wants K^T tiles ([dim][BK]: a row of B is one dim across the tile's keys); the
+ * backward's dP = dO V^T wants V^T tiles likewise. Rows of K/V are used in place when the tensor
+ * is f32 with unit dim stride, and packed otherwise. Packing is one parallel pass over K/V, small
+ * next to the attention that reads every tile seqlen_q / BQ times. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+
+typedef struct {
+    const mfa_problem_t *pr;
+    const mfa_cpu_kernels_t *k;
+    mfa_cpu_kv_t *kv;
+    float *row; /* per thread: one converted row of max(Dq, Dv) floats */
+    int64_t row_floats;
+} pack_job_t;
+
+static size_t tile_index(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
+    return (size_t)((b * pr->p.heads_kv + hk) * kv->k_blocks + kb);
+}
+
+/* Tile rows transposed into dst [dim][BK]; rows past nk are zero. */
+static void pack_transposed(const pack_job_t *job, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
+                            int64_t nk, int64_t dim, float *row, float *dst) {
+    if (nk < MFA_CPU_BK) memset(dst, 0, sizeof(float) * (size_t)(dim * MFA_CPU_BK));
+    for (int64_t c = 0; c < nk; c++) {
+        int64_t ld;
+        const float *src = mfa_cpu_rows(job->k, t, s->tb, hk, s->k0 + j0 + c, 1, dim, row, &ld);
+        for (int64_t d = 0; d < dim; d++) dst[d * MFA_CPU_BK + c] = src[d];
+    }
+}
+
+static void pack_rows(const pack_job_t *job, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
+                      int64_t nk, int64_t dim, float *dst) {
+    int64_t ld;
+    const float *src = mfa_cpu_rows(job->k, t, s->tb, hk, s->k0 + j0, nk, dim, dst, &ld);
+    if (src != dst)
+        for (int64_t c = 0; c < nk; c++) memcpy(dst + c * dim, src + c * ld, sizeof(float) * (size_t)dim);
+}
+
+static void pack_item(void *arg, int64_t item, int thread) {
+    const pack_job_t *job = arg;
+    const mfa_problem_t *pr = job->pr;
+    const mfa_cpu_kv_t *kv = job->kv;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK;
+    const int64_t kb = item % kv->k_blocks, hk = item / kv->k_blocks % pr->p.heads_kv;
+    const int64_t b = item / kv->k_blocks / pr->p.heads_kv;
+    const mfa_seq_t s = mfa_problem_seq(pr, b);
+    const int64_t j0 = kb * BK;
+    if (j0 >= s.sk) return;
+    const int64_t nk = s.sk - j0 < BK ? s.sk - j0 : BK;
+    const size_t tile = tile_index(pr, kv, b, hk, kb);
+    float *row = job->row + (size_t)thread * (size_t)job->row_floats;
+    pack_transposed(job, &pr->p.k, &s, hk, j0, nk, Dq, row, kv->kt + tile * (size_t)(Dq * BK));
+    if (kv->vt) pack_transposed(job, &pr->p.v, &s, hk, j0, nk, Dv, row, kv->vt + tile * (size_t)(Dv * BK));
+    if (kv->k_rows) pack_rows(job, &pr->p.k, &s, hk, j0, nk, Dq, kv->k_rows + tile * (size_t)(BK * Dq));
+    if (kv->v_rows) pack_rows(job, &pr->p.v, &s, hk, j0, nk, Dv, kv->v_rows + tile * (size_t)(BK * Dv));
+}
+
+/* Rows usable in place as a GEMM operand: fp32, unit dim stride, rows densely packed. Rows
+ * further apart (BSHD with many heads: a 4 KiB row stride) would map every row of a tile to the
+ * same L1 set, so those are copied instead. */
+static bool is_dense_f32_rows(const mfa_tensor_t *t, int64_t dim) {
+    return t->dtype == MFA_DTYPE_F32 && t->stride[3] == 1 && t->stride[1] == dim;
+}
+
+mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what, mfa_cpu_kv_t *kv) {
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK;
+    memset(kv, 0, sizeof *kv);
+    kv->k_blocks = (pr->max_seqlen_kv + BK - 1) / BK;
+    const size_t tiles = (size_t)(pr->p.batch * pr->p.heads_kv * kv->k_blocks);
+    const bool vt = what & MFA_CPU_PACK_VT;
+    const bool k_rows = (what & MFA_CPU_PACK_K_ROWS) && !is_dense_f32_rows(&pr->p.k, Dq);
+    const bool v_rows = (what & MFA_CPU_PACK_V_ROWS) && !is_dense_f32_rows(&pr->p.v, Dv);
+    const size_t per_tile = (size_t)(BK * (Dq + (vt ? Dv : 0) + (k_rows ? Dq : 0) + (v_rows ? Dv : 0)));
+    const int threads = mfa_cpu_threads_for(ctx, (int64_t)tiles);
+    const int64_t row_floats = Dq > Dv ? Dq : Dv;
+    const size_t bytes = sizeof(float) * (tiles * per_tile + (size_t)(threads * row_floats));
+    float *mem = tiles ? malloc(bytes) : NULL;
+    if (tiles && !mem)
+        return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu backend: cannot allocate %zu bytes to pack K/V",
+                             bytes);
+    if (!tiles) return MFA_SUCCESS;
+    float *at = mem;
+    kv->kt = at, at += tiles * (size_t)(Dq * BK);
+    if (vt) kv->vt = at, at += tiles * (size_t)(Dv * BK);
+    if (k_rows) kv->k_rows = at, at += tiles * (size_t)(BK * Dq);
+    if (v_rows) kv->v_rows = at, at += tiles * (size_t)(BK * Dv);
+    pack_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .kv = kv, .row = at, .row_floats = row_floats};
+    mfa_cpu_parallel_for(threads, (int64_t)tiles, pack_item, &job);
+    return MFA_SUCCESS;
+}
+
+void mfa_cpu_kv_free(mfa_cpu_kv_t *kv) {
+    free(kv->kt); /* one allocation holds every packed array */
+    memset(kv, 0, sizeof *kv);
+}
+
+const float *mfa_cpu_kv_kt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
+    return kv->kt + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_qk * MFA_CPU_BK);
+}
+
+const float *mfa_cpu_kv_vt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
+    return kv->vt + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_v * MFA_CPU_BK);
+}
+
+static const float *key_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const float *packed,
+                             const mfa_tensor_t *t, const mfa_seq_t *s, int64_t b, int64_t hk, int64_t kb,
+                             int64_t dim, int64_t *ld) {
+    if (packed) {
+        *ld = dim;
+        return packed + tile_index(pr, kv, b, hk, kb) * (size_t)(MFA_CPU_BK * dim);
+    }
+    *ld = t->stride[1];
+    return (const float *)t->data + mfa_offset(t, s->tb, s->k0 + kb * MFA_CPU_BK, hk, 0);
+}
+
+const float *mfa_cpu_kv_k_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const mfa_seq_t *s, int64_t b,
+                               int64_t hk, int64_t kb, int64_t *ld) {
+    return key_rows(pr, kv, kv->k_rows, &pr->p.k, s, b, hk, kb, pr->p.head_dim_qk, ld);
+}
+
+const float *mfa_cpu_kv_v_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const mfa_seq_t *s, int64_t b,
+                               int64_t hk, int64_t kb, int64_t *ld) {
+    return key_rows(pr, kv, kv->v_rows, &pr->p.v, s, b, hk, kb, pr->p.head_dim_v, ld);
+}

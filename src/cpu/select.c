@@ -1,0 +1,55 @@
+/* select.c — choose the kernel table from CPUID (the compiler's cpu-feature query, which also
+ * checks that the OS saves the wide registers), or from MFA_CPU_ISA for tests. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(MFA_X86_KERNELS)
+#define MFA_X86 1
+#else /* no SIMD tables were compiled: every name resolves to the scalar one */
+#define MFA_X86 0
+#define mfa_cpu_kernels_avx2 mfa_cpu_kernels_scalar
+#define mfa_cpu_kernels_avx512 mfa_cpu_kernels_scalar
+#endif
+
+static bool cpu_has_avx512(void) {
+#if MFA_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+static bool cpu_has_avx2(void) {
+#if MFA_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return false;
+#endif
+}
+
+const mfa_cpu_kernels_t *mfa_cpu_kernels_select(const char **note) {
+    const mfa_cpu_kernels_t *best = cpu_has_avx512() ? &mfa_cpu_kernels_avx512
+                                    : cpu_has_avx2() ? &mfa_cpu_kernels_avx2
+                                                     : &mfa_cpu_kernels_scalar;
+    *note = NULL;
+    const char *want = getenv("MFA_CPU_ISA");
+    if (!want || !*want || !strcmp(want, "auto")) return best;
+    if (!strcmp(want, "scalar")) return &mfa_cpu_kernels_scalar;
+    if (!strcmp(want, "avx2")) {
+        if (cpu_has_avx2()) return &mfa_cpu_kernels_avx2;
+        *note = "MFA_CPU_ISA=avx2 but this CPU lacks AVX2/FMA/F16C";
+        return best;
+    }
+    if (!strcmp(want, "avx512")) {
+        if (cpu_has_avx512()) return &mfa_cpu_kernels_avx512;
+        *note = "MFA_CPU_ISA=avx512 but this CPU lacks AVX-512 F/BW/VL";
+        return best;
+    }
+    *note = "MFA_CPU_ISA is not one of auto, scalar, avx2, avx512";
+    return best;
+}
