@@ -49,18 +49,32 @@ void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t
  * Tiles are aligned to multiples of MFA_CPU_BK from each sequence's first key; tile (b, hk, kb)
  * holds keys [kb*BK, kb*BK + BK) of sequence b and kv head hk, zero-padded past the end. */
 typedef struct mfa_cpu_kv {
+    void *mem;        /* the one allocation behind every array below */
     int64_t k_blocks; /* tiles per (sequence, kv head) */
     float *kt;        /* [b][hk][kb][head_dim_qk][BK]: K^T, the B operand of S = Q K^T */
     float *vt;        /* [b][hk][kb][head_dim_v][BK]: V^T for dP = dO V^T (backward), or NULL */
     float *k_rows;    /* [b][hk][kb][BK][head_dim_qk] when K is not f32-contiguous (backward) */
     float *v_rows;    /* [b][hk][kb][BK][head_dim_v] when V is not f32-contiguous */
+    /* bf16 pairs for gemm_bf16 (bf16 inputs on a CPU with a bf16 dot product): */
+    uint16_t *kt_pairs; /* [b][hk][kb][head_dim_qk/2][BK][2]: K^T, pairs along the dim */
+    uint16_t *v_pairs;  /* [b][hk][kb][BK/2][head_dim_v][2]: V, pairs along the keys */
 } mfa_cpu_kv_t;
 
-enum { MFA_CPU_PACK_VT = 1, MFA_CPU_PACK_K_ROWS = 2, MFA_CPU_PACK_V_ROWS = 4 };
+enum {
+    MFA_CPU_PACK_VT = 1,
+    MFA_CPU_PACK_K_ROWS = 2,
+    MFA_CPU_PACK_V_ROWS = 4,
+    MFA_CPU_PACK_K_PAIRS = 8,  /* instead of kt */
+    MFA_CPU_PACK_V_PAIRS = 16, /* instead of v_rows */
+};
 mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what, mfa_cpu_kv_t *kv);
 void mfa_cpu_kv_free(mfa_cpu_kv_t *kv);
 const float *mfa_cpu_kv_kt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb);
 const float *mfa_cpu_kv_vt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb);
+const uint16_t *mfa_cpu_kv_kt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
+                                    int64_t kb);
+const uint16_t *mfa_cpu_kv_v_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
+                                   int64_t kb);
 /* Key rows of tile kb as a B operand: packed, or straight from the tensor (*ld set). */
 const float *mfa_cpu_kv_k_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const mfa_seq_t *s, int64_t b,
                                int64_t hk, int64_t kb, int64_t *ld);

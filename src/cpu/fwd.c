@@ -19,6 +19,9 @@ typedef struct {
     mfa_cpu_kv_t kv;
     int64_t q_blocks; /* query blocks per (batch, head) */
     int64_t splits;   /* key ranges per query block: > 1 only for decode-like shapes */
+    bool bf16_qk;     /* S = Q K^T with the bf16 dot product (q, k bf16, even head_dim_qk) */
+    bool bf16_pv;     /* O += P V with P rounded to bf16 too: only for 16-bit outputs, where that
+                         rounding (2^-9 relative) is below the output's own */
     float *partial;   /* splits > 1: per (block, split) unnormalised O [BQ][Dv], then m, l [BQ] */
     float *scratch;   /* per thread: scratch_floats each */
     size_t scratch_floats;
@@ -26,7 +29,8 @@ typedef struct {
 
 static size_t fwd_scratch_floats(const mfa_problem_t *pr) {
     const size_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK, Dq = (size_t)pr->p.head_dim_qk, Dv = (size_t)pr->p.head_dim_v;
-    return BQ * Dq /* converted Q */ + BQ * BK /* S, then P */ + BQ * Dv /* O */ + 2 * BQ /* m, l */;
+    return BQ * Dq /* converted Q (or bf16 Q) */ + BQ * BK /* S, then P */ + BQ * Dv /* O */ + 2 * BQ /* m, l */ +
+           BQ * BK / 2 /* P in bf16 */;
 }
 
 static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (size_t)(pr->p.head_dim_v + 2); }
@@ -34,8 +38,8 @@ static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (siz
 /* Rows [i0, i0 + n) of (b, h) against key tiles [kb_lo, kb_hi): accumulates the unnormalised
  * output o [n][Dv], the running max m (base 2) and the running sum l. */
 static void attend(const fwd_job_t *job, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0, int64_t n,
-                   int64_t kb_lo, int64_t kb_hi, const float *q, int64_t ldq, float *S, float *o, float *m,
-                   float *l) {
+                   int64_t kb_lo, int64_t kb_hi, const void *q, int64_t ldq, float *S, uint16_t *pb, float *o,
+                   float *m, float *l) {
     const mfa_problem_t *pr = job->pr;
     const mfa_cpu_kernels_t *k = job->k;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, hk = h / pr->group;
@@ -44,7 +48,10 @@ static void attend(const fwd_job_t *job, int64_t b, int64_t h, const mfa_seq_t *
     for (int64_t kb = kb_lo; kb < kb_hi; kb++) {
         const int64_t j0 = kb * BK, nk = s->sk - j0 < BK ? s->sk - j0 : BK;
         if (!mfa_cpu_block_tile_kept(pr, b, h, i0, n, j0, nk)) continue;
-        k->gemm(n, nk, Dq, q, ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), BK, S, BK, false);
+        if (job->bf16_qk)
+            k->gemm_bf16(n, nk, Dq, q, ldq, mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb), 2 * BK, S, BK, false);
+        else
+            k->gemm(n, nk, Dq, q, ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), BK, S, BK, false);
         const float mul = mfa_cpu_finish_scores(pr, b, h, s, i0, n, j0, nk, S, BK, NULL);
 
         for (int64_t r = 0; r < n; r++) {
@@ -60,9 +67,18 @@ static void attend(const fwd_job_t *job, int64_t b, int64_t h, const mfa_seq_t *
             if (correction != 1.0f) k->scale(o + r * Dv, Dv, correction);
             m[r] = m_new;
         }
-        int64_t ldv;
-        const float *v = mfa_cpu_kv_v_rows(pr, &job->kv, s, b, hk, kb, &ldv);
-        k->gemm(n, Dv, nk, S, BK, v, ldv, o, Dv, true);
+        if (job->bf16_pv) {
+            const int64_t nk2 = (nk + 1) & ~(int64_t)1; /* pairs: an odd tile gets a zero key */
+            for (int64_t r = 0; r < n; r++) {
+                k->to_bf16(pb + r * BK, S + r * BK, nk);
+                if (nk2 > nk) pb[r * BK + nk] = 0;
+            }
+            k->gemm_bf16(n, Dv, nk2, pb, BK, mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb), 2 * Dv, o, Dv, true);
+        } else {
+            int64_t ldv;
+            const float *v = mfa_cpu_kv_v_rows(pr, &job->kv, s, b, hk, kb, &ldv);
+            k->gemm(n, Dv, nk, S, BK, v, ldv, o, Dv, true);
+        }
     }
 }
 
@@ -115,14 +131,23 @@ static void fwd_item(void *arg, int64_t item, int thread) {
     float *S = qbuf + MFA_CPU_BQ * Dq;                                  /* [n][BK] */
     float *o = S + MFA_CPU_BQ * MFA_CPU_BK;                             /* [n][Dv] */
     float *m = o + MFA_CPU_BQ * Dv, *l = m + MFA_CPU_BQ;
+    uint16_t *pb = (uint16_t *)(l + MFA_CPU_BQ); /* [n][BK] bf16 P */
     if (job->splits > 1) { /* accumulate straight into this split's slot of the partials */
         o = job->partial + (size_t)item * partial_floats(pr);
         m = o + MFA_CPU_BQ * Dv, l = m + MFA_CPU_BQ;
     }
-    int64_t ldq, kb_lo, kb_hi;
-    const float *q = mfa_cpu_rows(job->k, &pr->p.q, s.tb, h, s.q0 + i0, n, Dq, qbuf, &ldq);
+    int64_t ldq = Dq, kb_lo, kb_hi;
+    const void *q = qbuf;
+    if (job->bf16_qk) { /* bf16 rows as they are, gathered contiguously */
+        uint16_t *q16 = (uint16_t *)qbuf;
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t d = 0; d < Dq; d++)
+                q16[r * Dq + d] = ((const uint16_t *)pr->p.q.data)[mfa_offset(&pr->p.q, s.tb, s.q0 + i0 + r, h, d)];
+    } else {
+        q = mfa_cpu_rows(job->k, &pr->p.q, s.tb, h, s.q0 + i0, n, Dq, qbuf, &ldq);
+    }
     split_tiles(job, &s, i0, n, split, &kb_lo, &kb_hi);
-    attend(job, b, h, &s, i0, n, kb_lo, kb_hi, q, ldq, S, o, m, l);
+    attend(job, b, h, &s, i0, n, kb_lo, kb_hi, q, ldq, S, pb, o, m, l);
     if (job->splits == 1) finish_rows(job, b, h, &s, i0, n, o, m, l);
 }
 
@@ -172,7 +197,13 @@ mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
         if (job.splits > k_tiles / 4) job.splits = k_tiles / 4;
     }
     const int64_t items = blocks * job.splits;
-    mfa_error_t err = mfa_cpu_kv_pack(ctx, pr, MFA_CPU_PACK_V_ROWS, &job.kv);
+    const mfa_attention_params_t *p = &pr->p;
+    job.bf16_qk = job.k->gemm_bf16 && p->q.dtype == MFA_DTYPE_BF16 && p->k.dtype == MFA_DTYPE_BF16 &&
+                  p->head_dim_qk % 2 == 0;
+    job.bf16_pv = job.bf16_qk && p->v.dtype == MFA_DTYPE_BF16 && p->o.dtype != MFA_DTYPE_F32;
+    const int pack = MFA_CPU_PACK_V_ROWS | (job.bf16_qk ? MFA_CPU_PACK_K_PAIRS : 0) |
+                     (job.bf16_pv ? MFA_CPU_PACK_V_PAIRS : 0);
+    mfa_error_t err = mfa_cpu_kv_pack(ctx, pr, pack, &job.kv);
     if (err) return err;
     const int threads = mfa_cpu_threads_for(ctx, items);
     job.scratch_floats = fwd_scratch_floats(pr);

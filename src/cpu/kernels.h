@@ -4,7 +4,8 @@
  * primitives differ per ISA. arch/scalar.c is the plain-C reference (readable, any machine);
  * arch/avx2.c and arch/avx512.c compile the same SIMD source (kernels.inc) against a small macro
  * layer (arch/simd-avx2.h, arch/simd-avx512.h). The table is chosen once per context from CPUID,
- * or forced with the environment variable MFA_CPU_ISA=scalar|avx2|avx512 (for tests). */
+ * or forced with the environment variable MFA_CPU_ISA=scalar|scalar-bf16|avx2|avx512|avx512bf16
+ * (for tests). */
 #ifndef MFA_CPU_KERNELS_H
 #define MFA_CPU_KERNELS_H
 
@@ -33,11 +34,25 @@ typedef struct mfa_cpu_kernels {
 
     /* dst[i] = (float)src[i] for a contiguous run of f32 / f16 / bf16 (MFA_DTYPE_*) */
     void (*to_f32)(float *dst, const void *src, int32_t dtype, int64_t n);
+
+    /* (optional, NULL without a bf16 dot product) C[M][N] (+)= A[M][K] . B with bf16 operands
+     * and fp32 accumulation: A is bf16 rows (lda elements, K even: the dot product takes pairs),
+     * B is packed in pairs, Bp[(k/2) * ldp + 2*j + (k%2)] = B[k][j] (ldp >= 2N). Products of
+     * bf16 are exact in fp32, so S = Q K^T this way differs from the fp32 GEMM only in the order
+     * of the fp32 additions. */
+    void (*gemm_bf16)(int64_t M, int64_t N, int64_t K, const uint16_t *A, int64_t lda, const uint16_t *Bp,
+                      int64_t ldp, float *C, int64_t ldc, bool accumulate);
+    /* (with gemm_bf16) dst[i] = bf16(src[i]), round to nearest even */
+    void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
 } mfa_cpu_kernels_t;
 
 extern const mfa_cpu_kernels_t mfa_cpu_kernels_scalar;
 extern const mfa_cpu_kernels_t mfa_cpu_kernels_avx2;   /* AVX2 + FMA + F16C */
 extern const mfa_cpu_kernels_t mfa_cpu_kernels_avx512; /* AVX-512 F/BW/VL */
+extern const mfa_cpu_kernels_t mfa_cpu_kernels_avx512bf16; /* + AVX512-BF16 (VDPBF16PS) */
+/* The scalar table plus a plain-C gemm_bf16 with the same arithmetic as VDPBF16PS: lets every
+ * machine (and CI) test the bf16 data path; MFA_CPU_ISA=scalar-bf16 selects it. */
+extern const mfa_cpu_kernels_t mfa_cpu_kernels_scalar_bf16;
 
 /* The best table this CPU runs, or the one MFA_CPU_ISA names (falling back, with *note set,
  * when the CPU cannot run the named one or the name is unknown). */

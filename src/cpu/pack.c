@@ -40,6 +40,28 @@ static void pack_rows(const pack_job_t *job, const mfa_tensor_t *t, const mfa_se
         for (int64_t c = 0; c < nk; c++) memcpy(dst + c * dim, src + c * ld, sizeof(float) * (size_t)dim);
 }
 
+/* Raw bf16 element (token, head, d) of a bf16 tensor. */
+static uint16_t bf16_at(const mfa_tensor_t *t, int64_t tb, int64_t token, int64_t head, int64_t d) {
+    return ((const uint16_t *)t->data)[mfa_offset(t, tb, token, head, d)];
+}
+
+/* K^T in pairs along the dim: dst[(d/2) * 2BK + 2c + d%2] = K[c][d]; keys past nk are zero. */
+static void pack_k_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t nk, int64_t dim,
+                         uint16_t *dst) {
+    const int64_t BK = MFA_CPU_BK;
+    if (nk < BK) memset(dst, 0, sizeof(uint16_t) * (size_t)(dim * BK));
+    for (int64_t c = 0; c < nk; c++)
+        for (int64_t d = 0; d < dim; d++) dst[(d / 2) * 2 * BK + 2 * c + d % 2] = bf16_at(t, s->tb, s->k0 + j0 + c, hk, d);
+}
+
+/* V in pairs along the keys: dst[(c/2) * 2Dv + 2e + c%2] = V[c][e]; keys past nk are zero. */
+static void pack_v_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t nk, int64_t dim,
+                         uint16_t *dst) {
+    if (nk < MFA_CPU_BK) memset(dst, 0, sizeof(uint16_t) * (size_t)(MFA_CPU_BK * dim));
+    for (int64_t c = 0; c < nk; c++)
+        for (int64_t e = 0; e < dim; e++) dst[(c / 2) * 2 * dim + 2 * e + c % 2] = bf16_at(t, s->tb, s->k0 + j0 + c, hk, e);
+}
+
 static void pack_item(void *arg, int64_t item, int thread) {
     const pack_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
@@ -53,7 +75,9 @@ static void pack_item(void *arg, int64_t item, int thread) {
     const int64_t nk = s.sk - j0 < BK ? s.sk - j0 : BK;
     const size_t tile = tile_index(pr, kv, b, hk, kb);
     float *row = job->row + (size_t)thread * (size_t)job->row_floats;
-    pack_transposed(job, &pr->p.k, &s, hk, j0, nk, Dq, row, kv->kt + tile * (size_t)(Dq * BK));
+    if (kv->kt) pack_transposed(job, &pr->p.k, &s, hk, j0, nk, Dq, row, kv->kt + tile * (size_t)(Dq * BK));
+    if (kv->kt_pairs) pack_k_pairs(&pr->p.k, &s, hk, j0, nk, Dq, kv->kt_pairs + tile * (size_t)(Dq * BK));
+    if (kv->v_pairs) pack_v_pairs(&pr->p.v, &s, hk, j0, nk, Dv, kv->v_pairs + tile * (size_t)(BK * Dv));
     if (kv->vt) pack_transposed(job, &pr->p.v, &s, hk, j0, nk, Dv, row, kv->vt + tile * (size_t)(Dv * BK));
     if (kv->k_rows) pack_rows(job, &pr->p.k, &s, hk, j0, nk, Dq, kv->k_rows + tile * (size_t)(BK * Dq));
     if (kv->v_rows) pack_rows(job, &pr->p.v, &s, hk, j0, nk, Dv, kv->v_rows + tile * (size_t)(BK * Dv));
@@ -71,30 +95,40 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     memset(kv, 0, sizeof *kv);
     kv->k_blocks = (pr->max_seqlen_kv + BK - 1) / BK;
     const size_t tiles = (size_t)(pr->p.batch * pr->p.heads_kv * kv->k_blocks);
+    if (!tiles) return MFA_SUCCESS;
+    const bool k_pairs = what & MFA_CPU_PACK_K_PAIRS, v_pairs = what & MFA_CPU_PACK_V_PAIRS;
     const bool vt = what & MFA_CPU_PACK_VT;
     const bool k_rows = (what & MFA_CPU_PACK_K_ROWS) && !is_dense_f32_rows(&pr->p.k, Dq);
-    const bool v_rows = (what & MFA_CPU_PACK_V_ROWS) && !is_dense_f32_rows(&pr->p.v, Dv);
-    const size_t per_tile = (size_t)(BK * (Dq + (vt ? Dv : 0) + (k_rows ? Dq : 0) + (v_rows ? Dv : 0)));
+    const bool v_rows = (what & MFA_CPU_PACK_V_ROWS) && !v_pairs && !is_dense_f32_rows(&pr->p.v, Dv);
     const int threads = mfa_cpu_threads_for(ctx, (int64_t)tiles);
     const int64_t row_floats = Dq > Dv ? Dq : Dv;
-    const size_t bytes = sizeof(float) * (tiles * per_tile + (size_t)(threads * row_floats));
-    float *mem = tiles ? malloc(bytes) : NULL;
-    if (tiles && !mem)
+    /* one block: fp32 arrays first, then the bf16 pairs (4-byte aligned after floats) */
+    const size_t floats = tiles * (size_t)(BK * ((k_pairs ? 0 : Dq) + (vt ? Dv : 0) + (k_rows ? Dq : 0) +
+                                                 (v_rows ? Dv : 0))) +
+                          (size_t)(threads * row_floats);
+    const size_t halves = tiles * (size_t)(BK * ((k_pairs ? Dq : 0) + (v_pairs ? Dv : 0)));
+    const size_t bytes = sizeof(float) * floats + sizeof(uint16_t) * halves;
+    float *at = malloc(bytes);
+    if (!at)
         return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu backend: cannot allocate %zu bytes to pack K/V",
                              bytes);
-    if (!tiles) return MFA_SUCCESS;
-    float *at = mem;
-    kv->kt = at, at += tiles * (size_t)(Dq * BK);
+    kv->mem = at;
+    if (!k_pairs) kv->kt = at, at += tiles * (size_t)(Dq * BK);
     if (vt) kv->vt = at, at += tiles * (size_t)(Dv * BK);
     if (k_rows) kv->k_rows = at, at += tiles * (size_t)(BK * Dq);
     if (v_rows) kv->v_rows = at, at += tiles * (size_t)(BK * Dv);
-    pack_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .kv = kv, .row = at, .row_floats = row_floats};
+    float *rows = at;
+    at += threads * row_floats;
+    uint16_t *half = (uint16_t *)at;
+    if (k_pairs) kv->kt_pairs = half, half += tiles * (size_t)(Dq * BK);
+    if (v_pairs) kv->v_pairs = half;
+    pack_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .kv = kv, .row = rows, .row_floats = row_floats};
     mfa_cpu_parallel_for(threads, (int64_t)tiles, pack_item, &job);
     return MFA_SUCCESS;
 }
 
 void mfa_cpu_kv_free(mfa_cpu_kv_t *kv) {
-    free(kv->kt); /* one allocation holds every packed array */
+    free(kv->mem); /* one allocation holds every packed array */
     memset(kv, 0, sizeof *kv);
 }
 
@@ -104,6 +138,16 @@ const float *mfa_cpu_kv_kt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int6
 
 const float *mfa_cpu_kv_vt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
     return kv->vt + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_v * MFA_CPU_BK);
+}
+
+const uint16_t *mfa_cpu_kv_kt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
+                                    int64_t kb) {
+    return kv->kt_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_qk * MFA_CPU_BK);
+}
+
+const uint16_t *mfa_cpu_kv_v_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
+                                   int64_t kb) {
+    return kv->v_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(MFA_CPU_BK * pr->p.head_dim_v);
 }
 
 static const float *key_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const float *packed,

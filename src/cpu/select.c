@@ -11,6 +11,7 @@
 #define MFA_X86 0
 #define mfa_cpu_kernels_avx2 mfa_cpu_kernels_scalar
 #define mfa_cpu_kernels_avx512 mfa_cpu_kernels_scalar
+#define mfa_cpu_kernels_avx512bf16 mfa_cpu_kernels_scalar
 #endif
 
 static bool cpu_has_avx512(void) {
@@ -18,6 +19,14 @@ static bool cpu_has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+static bool cpu_has_avx512bf16(void) {
+#if MFA_X86
+    return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
 #else
     return false;
 #endif
@@ -33,13 +42,20 @@ static bool cpu_has_avx2(void) {
 }
 
 const mfa_cpu_kernels_t *mfa_cpu_kernels_select(const char **note) {
-    const mfa_cpu_kernels_t *best = cpu_has_avx512() ? &mfa_cpu_kernels_avx512
+    const mfa_cpu_kernels_t *best = cpu_has_avx512bf16() ? &mfa_cpu_kernels_avx512bf16
+                                    : cpu_has_avx512() ? &mfa_cpu_kernels_avx512
                                     : cpu_has_avx2() ? &mfa_cpu_kernels_avx2
                                                      : &mfa_cpu_kernels_scalar;
     *note = NULL;
     const char *want = getenv("MFA_CPU_ISA");
     if (!want || !*want || !strcmp(want, "auto")) return best;
     if (!strcmp(want, "scalar")) return &mfa_cpu_kernels_scalar;
+    if (!strcmp(want, "scalar-bf16")) return &mfa_cpu_kernels_scalar_bf16;
+    if (!strcmp(want, "avx512bf16")) {
+        if (cpu_has_avx512bf16()) return &mfa_cpu_kernels_avx512bf16;
+        *note = "MFA_CPU_ISA=avx512bf16 but this CPU lacks AVX512-BF16";
+        return best;
+    }
     if (!strcmp(want, "avx2")) {
         if (cpu_has_avx2()) return &mfa_cpu_kernels_avx2;
         *note = "MFA_CPU_ISA=avx2 but this CPU lacks AVX2/FMA/F16C";
@@ -50,6 +66,6 @@ const mfa_cpu_kernels_t *mfa_cpu_kernels_select(const char **note) {
         *note = "MFA_CPU_ISA=avx512 but this CPU lacks AVX-512 F/BW/VL";
         return best;
     }
-    *note = "MFA_CPU_ISA is not one of auto, scalar, avx2, avx512";
+    *note = "MFA_CPU_ISA is not one of auto, scalar, scalar-bf16, avx2, avx512, avx512bf16";
     return best;
 }

@@ -47,3 +47,28 @@ static void to_f32(float *dst, const void *src, int32_t dtype, int64_t n) {
 const mfa_cpu_kernels_t mfa_cpu_kernels_scalar = {
     .isa = "scalar", .gemm = gemm, .exp2_sum = exp2_sum, .max = max, .scale = scale, .to_f32 = to_f32,
 };
+
+/* VDPBF16PS's arithmetic: each pair a0*b0 + a1*b1 of bf16 products (exact in fp32) is added to
+ * the fp32 accumulator. */
+static void gemm_bf16(int64_t M, int64_t N, int64_t K, const uint16_t *A, int64_t lda, const uint16_t *Bp,
+                      int64_t ldp, float *C, int64_t ldc, bool accumulate) {
+    for (int64_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (!accumulate) memset(c, 0, sizeof(float) * (size_t)N);
+        for (int64_t k = 0; k < K; k += 2) {
+            const float a0 = mfa_bf16_to_f32(A[i * lda + k]), a1 = mfa_bf16_to_f32(A[i * lda + k + 1]);
+            const uint16_t *b = Bp + (k / 2) * ldp;
+            for (int64_t j = 0; j < N; j++)
+                c[j] += a0 * mfa_bf16_to_f32(b[2 * j]) + a1 * mfa_bf16_to_f32(b[2 * j + 1]);
+        }
+    }
+}
+
+static void to_bf16(uint16_t *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i++) dst[i] = mfa_f32_to_bf16(src[i]);
+}
+
+const mfa_cpu_kernels_t mfa_cpu_kernels_scalar_bf16 = {
+    .isa = "scalar-bf16", .gemm = gemm, .exp2_sum = exp2_sum, .max = max, .scale = scale, .to_f32 = to_f32,
+    .gemm_bf16 = gemm_bf16, .to_bf16 = to_bf16,
+};

@@ -2,8 +2,10 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#ifndef MFA_KERNELS_NAME
 #define MFA_KERNELS_NAME mfa_cpu_kernels_avx512
 #define MFA_ISA "avx512"
+#endif
 #define VW 16
 /* Microkernel 12 rows x 2 vectors: 24 accumulators + 2 B vectors + 1 broadcast = 27 of 32 zmm. */
 #define GEMM_MR 12
