@@ -327,6 +327,56 @@ enum {
 MFA_API mfa_error_t mfa_attention_supported(mfa_context_t context,
                                             const mfa_attention_params_t *p, int32_t direction);
 
+
+/* ======================================================================================== */
+/* 3. GPU contexts: memory, streams, synchronisation, timing                                */
+/* ======================================================================================== */
+/* On a CUDA context (MFA_BACKEND_CUDA, the libmfa_cuda plugin; sm_80 or newer):
+ *   - Memory: every pointer the params struct carries (q, k, v, o, lse, dout, dq, dk, dv,
+ *     attn_mask, block_mask) and every buffer is DEVICE memory of the context's device (from
+ *     cudaMalloc, a framework's tensors, or mapped host memory the device can address). Only
+ *     cu_seqlens_q / cu_seqlens_kv stay HOST memory: the library validates them on the host and
+ *     copies them to the device itself, so they may be reused as soon as the call returns.
+ *   - mfa_create_buffer allocates device memory (cudaMalloc, zero-filled; not managed memory),
+ *     mfa_buffer_from_ptr wraps a device pointer, and mfa_buffer_contents returns the device
+ *     pointer (not readable on the host: use mfa_buffer_copy_to_host).
+ *   - mfa_attention_fwd / mfa_attention_bwd are asynchronous: they validate, enqueue the kernels
+ *     on the context's stream and return. Errors found while the kernels run are reported by the
+ *     next call that waits (mfa_synchronize, the buffer copies, mfa_get_gpu_latency). CUDA
+ *     errors carry the CUDA message ("cudaErrorInvalidDevice: invalid device ordinal").
+ *   - Where no CUDA driver or device exists, creating a CUDA context fails with
+ *     MFA_ERROR_DEVICE_NOT_SUPPORTED and a message saying why; the cpu backend still works.
+ * On the cpu (and reference) backends calls are synchronous, memory is host memory, the stream
+ * is stored but unused, and these functions are plain copies or no-ops. */
+
+/* Sets the stream (a cudaStream_t passed as void *, e.g. torch.cuda.current_stream().cuda_stream)
+ * that later calls on this context are enqueued on; NULL is the device's default (legacy)
+ * stream. Work already enqueued on the previous stream is waited for first, because the
+ * context's workspace must never serve two streams at once. */
+MFA_API mfa_error_t mfa_context_set_stream(mfa_context_t context, void *stream);
+
+/* The stream set by mfa_context_set_stream (NULL: the default stream, or a NULL context). */
+MFA_API void *mfa_context_get_stream(mfa_context_t context);
+
+/* Waits until every call enqueued on the context's stream has finished. Returns MFA_SUCCESS, or
+ * MFA_ERROR_EXECUTION_FAILED with the CUDA message when a kernel failed. No-op on the cpu. */
+MFA_API mfa_error_t mfa_synchronize(mfa_context_t context);
+
+/* Copies size_bytes from host memory src into the buffer at byte `offset` (copy_from_host), or
+ * from the buffer into host memory dst (copy_to_host). Both are ordered after the work already
+ * enqueued on the context's stream and return when the copy is complete. The range must lie
+ * inside the buffer (MFA_ERROR_OUT_OF_BOUNDS otherwise). size_bytes 0 does nothing. */
+MFA_API mfa_error_t mfa_buffer_copy_from_host(mfa_buffer_t buffer, size_t offset, const void *src,
+                                              size_t size_bytes);
+MFA_API mfa_error_t mfa_buffer_copy_to_host(mfa_buffer_t buffer, size_t offset, void *dst,
+                                            size_t size_bytes);
+
+/* The seed's timing query: device execution time of the last mfa_attention_fwd / _bwd /
+ * mfa_attention_forward call on this context, in SECONDS, measured with CUDA events around its
+ * kernels (waits for that call to finish). 0.0 on the cpu backend, for a NULL context, or when
+ * no call has run yet. */
+MFA_API double mfa_get_gpu_latency(mfa_context_t context);
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,7 +9,9 @@
 #include "context.h"
 #include "problem.h"
 
-#define MFA_BACKEND_INTERFACE_VERSION 1
+/* 2: appended the GPU slots (set_stream, synchronize, copy, gpu_latency). A plugin built against
+ * another version is refused when it is loaded. */
+#define MFA_BACKEND_INTERFACE_VERSION 2
 
 typedef struct mfa_backend {
     uint32_t interface_version; /* MFA_BACKEND_INTERFACE_VERSION */
@@ -30,6 +32,21 @@ typedef struct mfa_backend {
     /* (optional) memory the backend computes on; host malloc when NULL */
     mfa_error_t (*alloc)(mfa_context *ctx, size_t size, void **out);
     void (*free)(mfa_context *ctx, void *data);
+
+    /* ---- Interface version 2: asynchronous (GPU) backends. All optional: a NULL slot means the
+     * backend computes synchronously on host memory, and the core does the plain thing. ---- */
+    /* called by mfa_context_set_stream before ctx->stream changes to `stream`: make the work
+     * already enqueued on the old stream safe (the backend's workspace must never be used by two
+     * streams at once) and check the new one */
+    mfa_error_t (*set_stream)(mfa_context *ctx, void *stream);
+    /* wait until all work enqueued on ctx->stream has finished; report its errors */
+    mfa_error_t (*synchronize)(mfa_context *ctx);
+    /* copy `bytes` between host memory and backend memory (from alloc or a wrapped pointer):
+     * to_host = true copies backend src -> host dst. Returns when the copy is complete, ordered
+     * after the work already enqueued on ctx->stream. memcpy when NULL. */
+    mfa_error_t (*copy)(mfa_context *ctx, void *dst, const void *src, size_t bytes, bool to_host);
+    /* device time of the last fwd/bwd call in seconds (waits for it to finish); 0 when NULL */
+    double (*gpu_latency)(mfa_context *ctx);
 } mfa_backend_t;
 
 extern const mfa_backend_t mfa_cpu_backend;

@@ -89,3 +89,31 @@ void mfa_destroy_buffer(mfa_buffer_t handle) {
     mfa_buffer *b = mfa_buffer_from_handle(handle);
     if (b) mfa_buffer_free(b);
 }
+
+/* Host <-> buffer copies: bounds-checked against the buffer, then the backend's copy (a device
+ * transfer on GPU contexts) or memcpy. */
+static mfa_error_t buffer_copy(mfa_buffer_t handle, size_t offset, void *host, size_t bytes, bool to_host,
+                               const char *fn) {
+    mfa_buffer *b = mfa_buffer_from_handle(handle);
+    if (!handle) return mfa_set_error(NULL, MFA_ERROR_NULL_POINTER, "%s: buffer is NULL", fn);
+    if (!b) return mfa_set_error(NULL, MFA_ERROR_INVALID_ARGS, "%s: buffer %p is not a live mfa buffer", fn, handle);
+    mfa_context *ctx = b->ctx;
+    if (bytes == 0) return MFA_SUCCESS;
+    if (!host) return mfa_set_error(ctx, MFA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, to_host ? "dst" : "src");
+    if (offset > b->size || bytes > b->size - offset)
+        return mfa_set_error(ctx, MFA_ERROR_OUT_OF_BOUNDS,
+                             "%s: bytes [%zu, %zu + %zu) exceed the buffer's %zu bytes", fn, offset, offset, bytes,
+                             b->size);
+    char *at = (char *)b->data + offset;
+    if (ctx->backend->copy) return ctx->backend->copy(ctx, to_host ? host : at, to_host ? at : host, bytes, to_host);
+    memcpy(to_host ? host : at, to_host ? at : host, bytes);
+    return MFA_SUCCESS;
+}
+
+mfa_error_t mfa_buffer_copy_from_host(mfa_buffer_t buffer, size_t offset, const void *src, size_t size_bytes) {
+    return buffer_copy(buffer, offset, (void *)src, size_bytes, false, "mfa_buffer_copy_from_host");
+}
+
+mfa_error_t mfa_buffer_copy_to_host(mfa_buffer_t buffer, size_t offset, void *dst, size_t size_bytes) {
+    return buffer_copy(buffer, offset, dst, size_bytes, true, "mfa_buffer_copy_to_host");
+}

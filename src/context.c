@@ -174,3 +174,37 @@ int32_t mfa_context_num_threads(mfa_context_t handle) {
     mfa_context *ctx = mfa_context_from_handle(handle);
     return ctx ? ctx->num_threads : 0;
 }
+
+/* ---- Streams, synchronisation, GPU timing (asynchronous backends; plain on the cpu) ---------- */
+
+mfa_error_t mfa_context_set_stream(mfa_context_t handle, void *stream) {
+    mfa_context *ctx = mfa_context_from_handle(handle);
+    if (!handle) return mfa_set_error(NULL, MFA_ERROR_NULL_POINTER, "mfa_context_set_stream: context is NULL");
+    if (!ctx)
+        return mfa_set_error(NULL, MFA_ERROR_INVALID_ARGS, "mfa_context_set_stream: context %p is not a live mfa context",
+                             handle);
+    if (ctx->backend->set_stream) {
+        mfa_error_t err = ctx->backend->set_stream(ctx, stream);
+        if (err != MFA_SUCCESS) return err;
+    }
+    ctx->stream = stream;
+    return MFA_SUCCESS;
+}
+
+void *mfa_context_get_stream(mfa_context_t handle) {
+    mfa_context *ctx = mfa_context_from_handle(handle);
+    return ctx ? ctx->stream : NULL;
+}
+
+mfa_error_t mfa_synchronize(mfa_context_t handle) {
+    mfa_context *ctx = mfa_context_from_handle(handle);
+    if (!handle) return mfa_set_error(NULL, MFA_ERROR_NULL_POINTER, "mfa_synchronize: context is NULL");
+    if (!ctx)
+        return mfa_set_error(NULL, MFA_ERROR_INVALID_ARGS, "mfa_synchronize: context %p is not a live mfa context", handle);
+    return ctx->backend->synchronize ? ctx->backend->synchronize(ctx) : MFA_SUCCESS;
+}
+
+double mfa_get_gpu_latency(mfa_context_t handle) {
+    mfa_context *ctx = mfa_context_from_handle(handle);
+    return ctx && ctx->backend->gpu_latency ? ctx->backend->gpu_latency(ctx) : 0.0;
+}

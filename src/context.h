@@ -24,6 +24,7 @@ typedef struct mfa_context {
     mfa_buffer *buffers; /* every live buffer of this context (freed with it) */
     char description[160];
     char last_error[512];
+    void *stream; /* GPU backends: the stream calls are enqueued on (cudaStream_t); NULL = default */
 } mfa_context;
 
 struct mfa_buffer {

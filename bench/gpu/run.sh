@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# run.sh — everything the CUDA backend needs from the lent GPU, in one call:
+#   1. build (the plugin from .gpu-prebuilt/ when carried, else compiled here), 2. the shared case
+#   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
+#   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
+# Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick]... (default:
+# all three). Set MFA_SEED to replay inputs.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/mfa-gpu}
+mkdir -p "$OUT"
+steps=${*:-check sanitize bench}
+export MFA_SEED=${MFA_SEED:-$(date +%s)}
+export PYTHONUNBUFFERED=1
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv
+  nvcc --version | tail -2
+  python3 -c 'import torch, triton; print("torch", torch.__version__, "cudnn", torch.backends.cudnn.version(), "triton", triton.__version__)'
+  echo "MFA_SEED=$MFA_SEED"
+} 2>&1 | tee "$OUT/env.txt"
+
+# The check harness must mirror cases into device memory (see adapt_check.py).
+python3 bench/gpu/adapt_check.py tests/check/check.c
+
+B=build-gpu
+t0=$(date +%s)
+if [ -f .gpu-prebuilt/libmfa_cuda.so ]; then
+  cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DMFA_CUDA=OFF >"$OUT/build.log" 2>&1 &&
+    cmake --build $B -j 16 >>"$OUT/build.log" 2>&1 && cp .gpu-prebuilt/libmfa_cuda.so $B/
+else
+  cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DMFA_CUDA=ON >"$OUT/build.log" 2>&1 &&
+    cmake --build $B -j 16 >>"$OUT/build.log" 2>&1
+fi
+rc=$?
+echo "build: rc=$rc in $(( $(date +%s) - t0 )) s" | tee -a "$OUT/summary.txt"
+[ $rc -eq 0 ] || { tail -30 "$OUT/build.log"; exit 1; }
+./$B/mfa info 2>&1 | tee -a "$OUT/env.txt"
+
+for step in $steps; do
+  case $step in
+  check)
+    t0=$(date +%s)
+    ./$B/mfa check --backend cuda >"$OUT/check.log" 2>&1
+    echo "mfa check --backend cuda: rc=$? ($(( $(date +%s) - t0 )) s): $(tail -1 "$OUT/check.log")" | tee -a "$OUT/summary.txt"
+    grep -E "FAIL|SKIP" "$OUT/check.log" | head -20
+    grep -A6 "FAIL" "$OUT/check.log" | head -60
+    MFA_TEST_BACKEND=cuda ctest --test-dir $B -R test_cases >"$OUT/ctest.log" 2>&1
+    echo "ctest (MFA_TEST_BACKEND=cuda): $(grep -E 'tests passed|tests failed' "$OUT/ctest.log")" | tee -a "$OUT/summary.txt"
+    python3 bench/gpu/profile_one.py --lib $B --shape 2,2048,8,128 --causal --determinism 2>&1 | tail -1 | tee -a "$OUT/summary.txt"
+    ;;
+  sanitize)
+    for tool in memcheck racecheck; do
+      for f in bwd_causal_tl varlen_gqa4_bf16 s63_d256 bf16_s1000_causal bwd_varlen_causal_br_no_keys transposed_k; do
+        compute-sanitizer --tool $tool --error-exitcode 9 ./$B/mfa check --backend cuda --filter $f >>"$OUT/sanitize.log" 2>&1
+        echo "compute-sanitizer $tool $f: rc=$? $(grep -E '^=+ (ERROR SUMMARY|RACECHECK SUMMARY)' "$OUT/sanitize.log" | tail -1)" | tee -a "$OUT/summary.txt"
+      done
+    done
+    ;;
+  profile)
+    for k in fwd_kernel bwd_kernel; do
+      ncu --kernel-name regex:$k --launch-count 1 --section SpeedOfLight --section ComputeWorkloadAnalysis \
+        --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
+        python3 bench/gpu/profile_one.py --lib $B >"$OUT/ncu_$k.txt" 2>&1
+      echo "ncu $k: rc=$?" | tee -a "$OUT/summary.txt"
+      grep -E "Throughput|Pipe|Stall|Warp Cycles|Issued|Eligible|Achieved Occupancy|Registers|Shared Memory" "$OUT/ncu_$k.txt" | head -40
+    done
+    ;;
+  bench | quick)
+    extra=""
+    [ "$step" = quick ] && extra="--quick"
+    python3 bench/gpu/bench.py --lib $B --out "$OUT" $extra 2>&1 | tee "$OUT/bench.log" | grep -v "^\s*$"
+    ;;
+  esac
+done
+echo "==== summary"
+cat "$OUT/summary.txt"

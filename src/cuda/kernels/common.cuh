@@ -1,0 +1,122 @@
+/* common.cuh — device helpers shared by every kernel family: element loads/stores for the four
+ * dtypes, the sequence of a batch entry (varlen or not), and the mask semantics of mfa.h.
+ *
+ * The mask functions are the device twins of src/problem.h (mfa_key_range, mfa_block_keeps,
+ * mfa_dense_bias) and must stay identical in meaning: the float64 reference uses those. */
+#ifndef MFA_CUDA_COMMON_CUH
+#define MFA_CUDA_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "../args.h"
+#include "mfa.h"
+
+#define MFA_LOG2E 1.4426950408889634f /* log2(e): e^x = 2^(x * LOG2E) */
+#define MFA_LN2 0.6931471805599453f   /* ln(2) */
+
+typedef mfa_cuda_args_t Args;
+
+/* ---- Elements ------------------------------------------------------------------------------ */
+__device__ __forceinline__ float mfa_ld(const void *base, int32_t dtype, int64_t at) {
+    switch (dtype) {
+    case MFA_DTYPE_F32: return ((const float *)base)[at];
+    case MFA_DTYPE_F16: return __half2float(((const __half *)base)[at]);
+    case MFA_DTYPE_BF16: return __bfloat162float(((const __nv_bfloat16 *)base)[at]);
+    default: return ((const uint8_t *)base)[at] ? 1.0f : 0.0f;
+    }
+}
+
+__device__ __forceinline__ void mfa_st(void *base, int32_t dtype, int64_t at, float x) {
+    switch (dtype) {
+    case MFA_DTYPE_F32: ((float *)base)[at] = x; break;
+    case MFA_DTYPE_F16: ((__half *)base)[at] = __float2half_rn(x); break;
+    case MFA_DTYPE_BF16: ((__nv_bfloat16 *)base)[at] = __float2bfloat16_rn(x); break;
+    default: ((uint8_t *)base)[at] = x != 0.0f; break;
+    }
+}
+
+/* Element offset of [b, token, head, d]. */
+__device__ __forceinline__ int64_t mfa_at(const mfa_cuda_tensor_t &t, int64_t b, int64_t token, int64_t head,
+                                          int64_t d) {
+    return b * t.stride[0] + token * t.stride[1] + head * t.stride[2] + d * t.stride[3];
+}
+
+/* ---- Sequences ----------------------------------------------------------------------------- */
+struct Seq {
+    int64_t q0, sq; /* first packed query token, length */
+    int64_t k0, sk;
+    int64_t tb; /* batch index for tensor strides: 0 when varlen (packed tokens) */
+};
+
+__device__ __forceinline__ Seq mfa_seq(const Args &a, int64_t b) {
+    Seq s;
+    if (a.varlen) {
+        s.q0 = a.cu_q[b], s.sq = a.cu_q[b + 1] - s.q0;
+        s.k0 = a.cu_k[b], s.sk = a.cu_k[b + 1] - s.k0;
+        s.tb = 0;
+    } else {
+        s.q0 = s.k0 = 0, s.sq = a.seqlen_q, s.sk = a.seqlen_kv, s.tb = b;
+    }
+    return s;
+}
+
+/* LSE (and delta) index of row i of head h of sequence b. */
+__device__ __forceinline__ int64_t mfa_lse_at(const Args &a, int64_t b, const Seq &s, int64_t h, int64_t i) {
+    return a.varlen ? h * a.seqlen_q + s.q0 + i : (b * a.heads_q + h) * a.seqlen_q + i;
+}
+
+/* ---- Masks (the device twins of problem.h) -------------------------------------------------- */
+/* Keys j in [lo, hi) pass the causal / window mask for row i of an (sq, sk) sequence. */
+__device__ __forceinline__ void mfa_key_range(const Args &a, int64_t i, int64_t sq, int64_t sk, int64_t &lo,
+                                              int64_t &hi) {
+    const int64_t diag = i + (a.mask_align == MFA_ALIGN_BOTTOM_RIGHT ? sk - sq : 0);
+    int64_t x = 0, z = sk;
+    if (a.mask_kind == MFA_MASK_CAUSAL) {
+        z = diag + 1;
+    } else if (a.mask_kind == MFA_MASK_WINDOW) {
+        if (a.window_left >= 0) x = diag - a.window_left;
+        if (a.window_right >= 0) z = diag + a.window_right + 1;
+    }
+    lo = x < 0 ? 0 : (x > sk ? sk : x);
+    hi = z < 0 ? 0 : (z > sk ? sk : z);
+}
+
+/* Union of the key ranges of rows [i0, i0 + n): the bounds are monotone in the row. */
+__device__ __forceinline__ void mfa_tile_key_range(const Args &a, const Seq &s, int64_t i0, int64_t n, int64_t &lo,
+                                                   int64_t &hi) {
+    int64_t l2, h1;
+    mfa_key_range(a, i0, s.sq, s.sk, lo, h1);
+    mfa_key_range(a, i0 + n - 1, s.sq, s.sk, l2, hi);
+}
+
+__device__ __forceinline__ bool mfa_block_keeps(const Args &a, int64_t b, int64_t h, int64_t i, int64_t j) {
+    if (!a.block_mask) return true;
+    return a.block_mask[b * a.block_stride[0] + h * a.block_stride[1] + (i / a.block_q) * a.block_stride[2] +
+                        (j / a.block_kv) * a.block_stride[3]] != 0;
+}
+
+/* Whether the block-sparse map keeps any pair of rows [i0, i0+n) x keys [j0, j0+nk): 0 none,
+ * 1 every pair (no per-element test needed), 2 some. */
+__device__ __forceinline__ int mfa_block_tile(const Args &a, int64_t b, int64_t h, int64_t i0, int64_t n,
+                                              int64_t j0, int64_t nk) {
+    if (!a.block_mask) return 1;
+    bool any = false, all = true;
+    for (int64_t rb = i0 / a.block_q; rb <= (i0 + n - 1) / a.block_q; rb++)
+        for (int64_t cb = j0 / a.block_kv; cb <= (j0 + nk - 1) / a.block_kv; cb++) {
+            const bool k = mfa_block_keeps(a, b, h, rb * a.block_q, cb * a.block_kv);
+            any |= k, all &= k;
+        }
+    return !any ? 0 : (all ? 1 : 2);
+}
+
+/* Additive dense-mask term for (b, h, i, j): 0 without a dense mask, -inf where a bool mask drops. */
+__device__ __forceinline__ float mfa_dense_bias(const Args &a, int64_t b, int64_t h, int64_t i, int64_t j) {
+    if (!a.mask.data) return 0.0f;
+    const int64_t at = b * a.mask.stride[0] + h * a.mask.stride[1] + i * a.mask.stride[2] + j * a.mask.stride[3];
+    if (a.mask.dtype == MFA_DTYPE_BOOL) return ((const uint8_t *)a.mask.data)[at] ? 0.0f : -INFINITY;
+    return mfa_ld(a.mask.data, a.mask.dtype, at);
+}
+
+#endif

@@ -1,0 +1,106 @@
+/* dispatch.cu — which tensor-core kernel (if any) runs a problem.
+ *
+ * The fast families need: q, k, v (and dout) of one 16-bit type, unit stride along the head dim,
+ * 16-byte aligned rows (pointers and strides multiples of 8 elements), head dims multiples of 8,
+ * sequence positions in int32, and 16-bit outputs (an fp32 output asks for fp32 accuracy: P is
+ * rounded to 16 bits on the tensor cores, so those run on the exact generic kernels). The head dim is padded up to the nearest compiled instantiation
+ * (mfa_cuda_instances.h, written by CMake from MFA_CUDA_HEAD_DIMS / MFA_CUDA_DTYPES). Anything
+ * else, and for now block-sparse maps (forward) or softcap / dense masks / block maps (backward),
+ * runs on the generic kernels. */
+#include <type_traits>
+
+#include "bwd.cuh"
+#include "fwd.cuh"
+#include "launch.h"
+#include "mfa_cuda_instances.h"
+
+#define MFA_DECLARE_FWD(T, D) extern template cudaError_t mfa_fwd::launch<T, D>(const Args &, cudaStream_t);
+#define MFA_DECLARE_BWD(T, D) extern template cudaError_t mfa_bwd::launch<T, D>(const Args &, cudaStream_t);
+MFA_CUDA_FWD_INSTANCES(MFA_DECLARE_FWD)
+MFA_CUDA_BWD_INSTANCES(MFA_DECLARE_BWD)
+
+/* The largest compiled backward head dim (the delta pass runs only when one fits). */
+constexpr int max_bwd_dim() {
+    int m = 0;
+#define MFA_UPDATE_MAX(T, D) m = (D) > m ? (D) : m;
+    MFA_CUDA_BWD_INSTANCES(MFA_UPDATE_MAX)
+#undef MFA_UPDATE_MAX
+    return m;
+}
+#define MFA_CUDA_MAX_BWD_DIM max_bwd_dim()
+
+namespace {
+
+bool tensor_ok(const mfa_cuda_tensor_t &t, int32_t dtype, bool varlen) {
+    if (t.dtype != dtype || t.stride[3] != 1 || (uintptr_t)t.data % 16 != 0) return false;
+    for (int i = varlen ? 1 : 0; i < 3; i++)
+        if (t.stride[i] % 8 != 0) return false;
+    return true;
+}
+
+/* The 16-bit input type the fast kernels can take, or -1. */
+int32_t fast_dtype(const Args &a, bool bwd) {
+    const int32_t dt = a.q.dtype;
+    if (dt != MFA_DTYPE_F16 && dt != MFA_DTYPE_BF16) return -1;
+    if (!tensor_ok(a.q, dt, a.varlen) || !tensor_ok(a.k, dt, a.varlen) || !tensor_ok(a.v, dt, a.varlen)) return -1;
+    if (bwd && !tensor_ok(a.dout, dt, a.varlen)) return -1;
+    /* An fp32 output asks for an fp32-accurate result; the tensor-core path rounds P to 16 bits. */
+    if (bwd ? (a.dq.dtype == MFA_DTYPE_F32 || a.dk.dtype == MFA_DTYPE_F32 || a.dv.dtype == MFA_DTYPE_F32)
+            : a.o.dtype == MFA_DTYPE_F32)
+        return -1;
+    if (a.head_dim_qk % 8 != 0 || a.head_dim_v % 8 != 0) return -1;
+    const int64_t big = INT32_MAX / 2;
+    if (a.seqlen_q > big || a.seqlen_kv > big || a.batch * a.seqlen_q > big * 64) return -1;
+    return dt;
+}
+
+template <typename T> cudaError_t fwd_for(int64_t need, const Args &a, cudaStream_t st, bool *taken) {
+#define MFA_TRY_FWD(TT, D)                                                    \
+    if (std::is_same<T, TT>::value && need <= D) {                            \
+        *taken = true;                                                        \
+        return mfa_fwd::launch<TT, D>(a, st);                                 \
+    }
+    MFA_CUDA_FWD_INSTANCES(MFA_TRY_FWD)
+#undef MFA_TRY_FWD
+    return cudaSuccess;
+}
+
+template <typename T> cudaError_t bwd_for(int64_t need, const Args &a, cudaStream_t st, bool *taken) {
+#define MFA_TRY_BWD(TT, D)                                                    \
+    if (std::is_same<T, TT>::value && need <= D) {                            \
+        *taken = true;                                                        \
+        return mfa_bwd::launch<TT, D>(a, st);                                 \
+    }
+    MFA_CUDA_BWD_INSTANCES(MFA_TRY_BWD)
+#undef MFA_TRY_BWD
+    return cudaSuccess;
+}
+
+} // namespace
+
+extern "C" cudaError_t mfa_cuda_fast_fwd(const Args *a, cudaStream_t st, int sm_major, bool *taken) {
+    (void)sm_major;
+    *taken = false;
+    const int32_t dt = fast_dtype(*a, false);
+    if (dt < 0 || a->block_mask) return cudaSuccess;
+    const int64_t need = a->head_dim_qk > a->head_dim_v ? a->head_dim_qk : a->head_dim_v;
+    return dt == MFA_DTYPE_BF16 ? fwd_for<__nv_bfloat16>(need, *a, st, taken) : fwd_for<__half>(need, *a, st, taken);
+}
+
+extern "C" cudaError_t mfa_cuda_fast_bwd(const Args *a, cudaStream_t st, int sm_major, bool *taken) {
+    (void)sm_major;
+    *taken = false;
+    const int32_t dt = fast_dtype(*a, true);
+    if (dt < 0 || a->block_mask || a->mask.data || a->softcap > 0.0f) return cudaSuccess;
+    const int64_t need = a->head_dim_qk > a->head_dim_v ? a->head_dim_qk : a->head_dim_v;
+    if (need > MFA_CUDA_MAX_BWD_DIM) return cudaSuccess;
+    cudaError_t e = mfa_cuda_bwd_delta(a, st, false);
+    if (e != cudaSuccess) return e;
+    e = dt == MFA_DTYPE_BF16 ? bwd_for<__nv_bfloat16>(need, *a, st, taken)
+                                         : bwd_for<__half>(need, *a, st, taken);
+    /* deterministic: the fast kernel skipped dQ's atomics; the generic dQ pass (no atomics) runs */
+    if (e == cudaSuccess && *taken && a->deterministic) e = mfa_cuda_generic_bwd(a, st, true, false);
+    return e;
+}
+
+extern "C" int64_t mfa_cuda_fast_dq_pitch(const Args *a) { return a->head_dim_qk; }

@@ -1,0 +1,98 @@
+/* ptx.cuh — the few tensor-core and async-copy instructions the kernels use, as inline PTX.
+ *
+ * sm_80+ (Ampere, Ada, Hopper through the legacy path): mma.sync.m16n8k16 with fp32
+ * accumulators, ldmatrix (plain and transposed) from shared memory, and cp.async 16-byte copies
+ * global -> shared with zero fill. Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k16"),
+ * with lane = 4 g + t (g = lane / 4, t = lane % 4):
+ *   A 16x16: a0 = (g, 2t..2t+1)  a1 = (g+8, 2t..)  a2 = (g, 8+2t..)  a3 = (g+8, 8+2t..)
+ *   B 16x8:  b0 = (k 2t..2t+1, n g)  b1 = (k 8+2t.., n g)
+ *   C 16x8:  c0,c1 = (g, 2t..2t+1)   c2,c3 = (g+8, 2t..2t+1)
+ * A C fragment of two adjacent n-tiles is therefore an A fragment of the next product: P stays in
+ * registers between S = Q K^T and O += P V. */
+#ifndef MFA_CUDA_PTX_CUH
+#define MFA_CUDA_PTX_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+/* 16 bytes global -> shared, bypassing L1; src_bytes < 16 zero-fills the rest (0: all zeros,
+ * nothing read). */
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+}
+/* 4 bytes global -> shared through L1 (small per-row statistics). */
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void *src) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src));
+}
+/* dst[0..3] += v (fp32, global): one vector reduction on sm_90, four atomics before. */
+__device__ __forceinline__ void red_add4(float *dst, float4 v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(dst), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
+#else
+    atomicAdd(dst, v.x), atomicAdd(dst + 1, v.y), atomicAdd(dst + 2, v.z), atomicAdd(dst + 3, v.w);
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+/* D += A B, 16x8x16, fp32 accumulators; T is __half or __nv_bfloat16. */
+template <typename T> __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                                    uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* 2^x on the special-function unit, subnormal results flushed to 0 (probabilities that small
+ * do not change an fp32 sum); 2^-inf = 0. */
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* Two floats rounded (to nearest even) into one register of T pairs: lo in the low half, which
+ * is the lower column of a fragment. */
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+    __half2 v = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* Shared-memory tiles of rows x DP elements of 2 bytes, DP a multiple of 64 (rows start on
+ * 128-byte lines). The 16-byte chunk c of row r is stored at chunk c ^ (r % 8): the 8 rows an
+ * ldmatrix phase reads at one logical chunk land in 8 different bank groups, and so do the
+ * cp.async writes. Returns the byte offset. */
+template <int DP> __device__ __forceinline__ uint32_t swz(int r, int c) {
+    static_assert(DP % 64 == 0, "tile rows must be whole 128-byte lines");
+    return (uint32_t)(r * DP * 2 + ((c ^ (r & 7)) << 4));
+}
+
+#endif

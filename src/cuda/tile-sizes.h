@@ -1,0 +1,54 @@
+/* tile-sizes.h — every tile-size choice of the tensor-core kernels, with its reason.
+ *
+ * Read with the register arithmetic of one thread in mind (4 bytes a register, 255 at most):
+ * a warp owns RW = BR / WARPS query rows, so each thread holds RW * D / 32 fp32 output
+ * accumulators and RW * BC / 32 scores. A warp's K/V fragments loaded from shared memory feed
+ * RW / 16 mma instructions each; at RW = 16 shared-memory bandwidth, not the tensor cores, sets
+ * the pace on sm_80/sm_90 (a B fragment is 256 bytes per 2048 FMAs), so rows per warp are kept at
+ * 32 wherever the accumulators fit. Shared memory: Q (BR x D) + K (BC x D) + V (BC x D), 2 bytes
+ * each, rows padded to 64 elements; a second block per SM needs <= 113 KiB.
+ * Change a row here, rebuild, run `mfa check --backend cuda` and bench/gpu/run.sh. */
+#ifndef MFA_CUDA_TILE_SIZES_H
+#define MFA_CUDA_TILE_SIZES_H
+
+/* Forward: BR query rows x BC keys per iteration, WARPS warps, MINB blocks per SM wanted. */
+template <int D> struct FwdTile;
+/* d32: 128 x 128, 4 warps: 32 rows a warp; 32 output + 128 score accumulators; long key tiles
+ * halve the loop overhead at small D. d64: 128 x 64 — at 128 x 128 the 64 + 128 accumulators
+ * spill (measured: 80 bytes of spills in the loop with ptxas, sm_90a). 32-48 KiB smem, two
+ * blocks per SM. */
+template <> struct FwdTile<32> { static constexpr int BR = 128, BC = 128, WARPS = 4, MINB = 2; };
+template <> struct FwdTile<64> { static constexpr int BR = 128, BC = 64, WARPS = 4, MINB = 2; };
+/* d96/128: 128 x 64, 4 warps: 128 output + 64 score accumulators a thread (FlashAttention-2's
+ * choice on sm_80); 64 KiB smem, two blocks (8 warps) per SM. */
+template <> struct FwdTile<96> { static constexpr int BR = 128, BC = 64, WARPS = 4, MINB = 2; };
+template <> struct FwdTile<128> { static constexpr int BR = 128, BC = 64, WARPS = 4, MINB = 2; };
+/* d160..256: 128 x 64, 8 warps of 16 rows: 32 rows a warp would need D accumulators a thread
+ * (> 255 registers at d256). 96-128 KiB smem, one block of 8 warps per SM. */
+template <> struct FwdTile<160> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
+template <> struct FwdTile<192> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
+template <> struct FwdTile<224> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
+template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
+
+/* Backward: one block owns BC keys of one kv head and walks the BR-row query tiles (of every q
+ * head of its GQA group) that can see them. Three phases per query tile, each with its own warp
+ * grid: (A) S^T = K Q^T and dP^T = V dO^T, WA_K warps along keys (BC / WA_K keys each) x the rest
+ * along queries; (B) dV += P^T dO, dK += dS^T Q, WB_K warps along keys x the rest along dims,
+ * accumulated in registers over the whole walk; (C) dQ = dS K, 16 queries x D/WC_D dims a warp,
+ * added to an fp32 workspace with (vector) atomics. 32 keys a warp in A and B (two m16 tiles)
+ * let every K/V/P fragment feed two MMAs: a third fewer ldmatrix per MMA than 16 keys (d128
+ * S = 16k forward+backward 221 -> 254 TFLOP/s on the H100, docs/cuda.md). Registers: B's
+ * accumulators are 2 * BC * D / (32 * WARPS) a thread (128 at d128 and d256), plus A's or C's
+ * transient 64. */
+template <int D> struct BwdTile;
+/* d64: 128 keys x 64 queries, 8 warps: A 32 keys x 32 queries a warp, B 32 keys x 32 dims. */
+template <> struct BwdTile<64> { static constexpr int BC = 128, BR = 64, WARPS = 8, WA_K = 4, WB_K = 4; };
+/* d128: 128 x 64, 8 warps: B holds 64 + 64 accumulators (32 keys x 64 dims, dK and dV); 196 KiB
+ * smem (K, V, 2x Q, 2x dO, P^T, dS^T, staged dQ), one block per SM. */
+template <> struct BwdTile<128> { static constexpr int BC = 128, BR = 64, WARPS = 8, WA_K = 4, WB_K = 4; };
+/* d192/256: 64 x 64, 8 warps: A 16 keys x 32 queries, B 32 keys x 64 dims (128 accumulators);
+ * 208 KiB smem, so dQ goes to the atomics straight from registers. */
+template <> struct BwdTile<192> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
+template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
+
+#endif
