@@ -1,0 +1,3 @@
+module mfa
+
+go 1.19
