@@ -9,8 +9,8 @@ the repetitions after warm-up). FLOPs: 4 B H Sq Skv D forward over the visited (
 
 Grid: D in {64, 128, 256} x S in {1k, 4k, 16k} x causal in {no, yes}, B*S = 16k tokens, H*D = 2048,
 bf16 (and f16 for one row), forward and forward+backward; sliding windows 256 / 1024 at S = 16k
-(B=1, H=16, D=128) against FlexAttention; exact-fp32 forward (4, 16, 4096, 128) against the
-efficient backend in fp32. Prints a table of TFLOP/s and ratios, writes
+(B=1, H=16, D=128) against FlexAttention; fp32 forward (4, 16, 4096, 128) exact and with TF32
+allowed, causal, and d64 against the efficient backend in fp32 (torch's TF32 matmul flag off). Prints a table of TFLOP/s and ratios, writes
 <out>/<date>-<gpu>.json and a PNG plot. Each libmfa output is compared with torch's (rel. error).
 
     python3 bench/gpu/bench.py --lib build --out bench/results [--quick] [--flex-grid]
@@ -213,8 +213,9 @@ def main():
             r = measure(Case(mfa, 1, 16384, 16, 128, torch.bfloat16, window=(w - 1, 0), bwd=bwd), ["flex"])
             rows.append(r)
             print(fmt_row(r), flush=True)
-    for tf32 in (False, True):
-        r = measure(Case(mfa, 4, 4096, 16, 128, torch.float32, allow_tf32=tf32), ["efficient"])
+    # fp32: the issue-4 shape (4, 16, 4096, 128), exact (3xTF32) and with TF32 allowed; causal and d64
+    for D, causal, tf32 in ((128, False, False), (128, False, True), (128, True, False), (64, False, False)):
+        r = measure(Case(mfa, 4, 4096, 2048 // D, D, torch.float32, causal, allow_tf32=tf32), ["efficient"])
         rows.append(r)
         print(fmt_row(r), flush=True)
 

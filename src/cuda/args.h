@@ -45,6 +45,8 @@ typedef struct mfa_cuda_args {
     int64_t window_left, window_right;
     int32_t varlen;
     int32_t deterministic;
+    int32_t allow_tf32; /* fp32 inputs: plain TF32 products instead of the 3xTF32 split */
+    int32_t reserved_;
 } mfa_cuda_args_t;
 
 #endif

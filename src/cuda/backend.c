@@ -245,6 +245,7 @@ static void fill_args(const mfa_problem_t *pr, mfa_cuda_args_t *a) {
     a->window_left = p->window_left, a->window_right = p->window_right;
     a->varlen = pr->varlen;
     a->deterministic = p->deterministic;
+    a->allow_tf32 = p->allow_tf32;
 }
 
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }

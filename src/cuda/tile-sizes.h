@@ -30,6 +30,20 @@ template <> struct FwdTile<192> { static constexpr int BR = 128, BC = 64, WARPS 
 template <> struct FwdTile<224> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
 template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
 
+/* Forward, fp32 inputs (fwd32.cuh, TF32 mma.sync m16n8k8): tiles hold fp32, so shared memory,
+ * not registers, is the limit: (BR + 2 BC) x (D + 4) x 4 bytes. 8 warps of 16 rows each: a thread
+ * holds D / 2 output and BC / 2 score accumulators plus the hi/lo halves of its fragments, which
+ * at 32 rows a warp would not fit in 255 registers at d128. BR = 128 keeps K/V traffic per query
+ * row at the 16-bit kernels' level. d64: 70 KiB, one block (at two, the 128-register cap spilled
+ * 80 bytes; uncapped it takes 202). d128: 132 KiB, one block, 255 registers, no spills.
+ * d192/256: BC = 32 to fit: 147 / 195 KiB, one block (d256 spills 28 bytes: 128 output
+ * accumulators a thread). (ptxas 13.0, sm_90a.) */
+template <int D> struct Fwd32Tile;
+template <> struct Fwd32Tile<64> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
+template <> struct Fwd32Tile<128> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
+template <> struct Fwd32Tile<192> { static constexpr int BR = 128, BC = 32, WARPS = 8, MINB = 1; };
+template <> struct Fwd32Tile<256> { static constexpr int BR = 128, BC = 32, WARPS = 8, MINB = 1; };
+
 /* Backward: one block owns BC keys of one kv head and walks the BR-row query tiles (of every q
  * head of its GQA group) that can see them. Three phases per query tile, each with its own warp
  * grid: (A) S^T = K Q^T and dP^T = V dO^T, WA_K warps along keys (BC / WA_K keys each) x the rest

@@ -1,6 +1,8 @@
 /* dispatch.cu — which tensor-core kernel (if any) runs a problem.
  *
- * The fast families need: q, k, v (and dout) of one 16-bit type, unit stride along the head dim,
+ * fp32 q, k, v (unit-stride head dims, multiples of 4, 16-byte rows, no block-sparse map) take the
+ * TF32 forward (fwd32.cuh: 3xTF32, or plain TF32 with allow_tf32), with any output dtype.
+ * The 16-bit families need: q, k, v (and dout) of one 16-bit type, unit stride along the head dim,
  * 16-byte aligned rows (pointers and strides multiples of 8 elements), head dims multiples of 8,
  * sequence positions in int32, and 16-bit outputs (an fp32 output asks for fp32 accuracy: P is
  * rounded to 16 bits on the tensor cores, so those run on the exact generic kernels). The head dim is padded up to the nearest compiled instantiation
@@ -11,6 +13,7 @@
 
 #include "bwd.cuh"
 #include "fwd.cuh"
+#include "fwd32.cuh"
 #include "launch.h"
 #include "mfa_cuda_instances.h"
 
@@ -18,6 +21,8 @@
 #define MFA_DECLARE_BWD(T, D) extern template cudaError_t mfa_bwd::launch<T, D>(const Args &, cudaStream_t);
 MFA_CUDA_FWD_INSTANCES(MFA_DECLARE_FWD)
 MFA_CUDA_BWD_INSTANCES(MFA_DECLARE_BWD)
+#define MFA_DECLARE_FWD32(D) extern template cudaError_t mfa_fwd32::launch<D>(const Args &, cudaStream_t);
+MFA_CUDA_FWD32_INSTANCES(MFA_DECLARE_FWD32)
 
 /* The largest compiled backward head dim (the delta pass runs only when one fits). */
 constexpr int max_bwd_dim() {
@@ -31,11 +36,25 @@ constexpr int max_bwd_dim() {
 
 namespace {
 
+/* Unit stride along the head dim and 16-byte aligned rows (for cp.async). */
 bool tensor_ok(const mfa_cuda_tensor_t &t, int32_t dtype, bool varlen) {
+    const int per16 = dtype == MFA_DTYPE_F32 ? 4 : 8; /* elements in 16 bytes */
     if (t.dtype != dtype || t.stride[3] != 1 || (uintptr_t)t.data % 16 != 0) return false;
     for (int i = varlen ? 1 : 0; i < 3; i++)
-        if (t.stride[i] % 8 != 0) return false;
+        if (t.stride[i] % per16 != 0) return false;
     return true;
+}
+
+bool positions_ok(const Args &a) {
+    const int64_t big = INT32_MAX / 2;
+    return a.seqlen_q <= big && a.seqlen_kv <= big && a.batch * a.seqlen_q <= big * 64;
+}
+
+/* fp32 q, k, v for the TF32 forward (fwd32.cuh): rows of whole 16-byte chunks; any output. */
+bool fwd32_ok(const Args &a) {
+    return tensor_ok(a.q, MFA_DTYPE_F32, a.varlen) && tensor_ok(a.k, MFA_DTYPE_F32, a.varlen) &&
+           tensor_ok(a.v, MFA_DTYPE_F32, a.varlen) && a.head_dim_qk % 4 == 0 && a.head_dim_v % 4 == 0 &&
+           !a.block_mask && positions_ok(a);
 }
 
 /* The 16-bit input type the fast kernels can take, or -1. */
@@ -48,9 +67,7 @@ int32_t fast_dtype(const Args &a, bool bwd) {
     if (bwd ? (a.dq.dtype == MFA_DTYPE_F32 || a.dk.dtype == MFA_DTYPE_F32 || a.dv.dtype == MFA_DTYPE_F32)
             : a.o.dtype == MFA_DTYPE_F32)
         return -1;
-    if (a.head_dim_qk % 8 != 0 || a.head_dim_v % 8 != 0) return -1;
-    const int64_t big = INT32_MAX / 2;
-    if (a.seqlen_q > big || a.seqlen_kv > big || a.batch * a.seqlen_q > big * 64) return -1;
+    if (a.head_dim_qk % 8 != 0 || a.head_dim_v % 8 != 0 || !positions_ok(a)) return -1;
     return dt;
 }
 
@@ -62,6 +79,18 @@ template <typename T> cudaError_t fwd_for(int64_t need, const Args &a, cudaStrea
     }
     MFA_CUDA_FWD_INSTANCES(MFA_TRY_FWD)
 #undef MFA_TRY_FWD
+    return cudaSuccess;
+}
+
+cudaError_t fwd32_for(int64_t need, const Args &a, cudaStream_t st, bool *taken) {
+#define MFA_TRY_FWD32(D)                                                      \
+    if (need <= D) {                                                          \
+        *taken = true;                                                        \
+        return mfa_fwd32::launch<D>(a, st);                                   \
+    }
+    MFA_CUDA_FWD32_INSTANCES(MFA_TRY_FWD32)
+#undef MFA_TRY_FWD32
+    (void)need, (void)a, (void)st, (void)taken;
     return cudaSuccess;
 }
 
@@ -81,9 +110,10 @@ template <typename T> cudaError_t bwd_for(int64_t need, const Args &a, cudaStrea
 extern "C" cudaError_t mfa_cuda_fast_fwd(const Args *a, cudaStream_t st, int sm_major, bool *taken) {
     (void)sm_major;
     *taken = false;
+    const int64_t need = a->head_dim_qk > a->head_dim_v ? a->head_dim_qk : a->head_dim_v;
+    if (a->q.dtype == MFA_DTYPE_F32) return fwd32_ok(*a) ? fwd32_for(need, *a, st, taken) : cudaSuccess;
     const int32_t dt = fast_dtype(*a, false);
     if (dt < 0 || a->block_mask) return cudaSuccess;
-    const int64_t need = a->head_dim_qk > a->head_dim_v ? a->head_dim_qk : a->head_dim_v;
     return dt == MFA_DTYPE_BF16 ? fwd_for<__nv_bfloat16>(need, *a, st, taken) : fwd_for<__half>(need, *a, st, taken);
 }
 
