@@ -183,6 +183,7 @@ mfa_error_t mfa_context_set_stream(mfa_context_t handle, void *stream) {
     if (!ctx)
         return mfa_set_error(NULL, MFA_ERROR_INVALID_ARGS, "mfa_context_set_stream: context %p is not a live mfa context",
                              handle);
+    if (stream == ctx->stream) return MFA_SUCCESS; /* nothing to order: frameworks call this per op */
     if (ctx->backend->set_stream) {
         mfa_error_t err = ctx->backend->set_stream(ctx, stream);
         if (err != MFA_SUCCESS) return err;

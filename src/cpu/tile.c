@@ -59,6 +59,10 @@ float mfa_cpu_finish_scores(const mfa_problem_t *pr, int64_t b, int64_t h, const
         const int64_t c_hi = hi - j0 < c_lo ? c_lo : hi - j0 > nk ? nk : hi - j0;
         for (int64_t c = 0; c < c_lo; c++) x[c] = -INFINITY;
         for (int64_t c = c_hi; c < nk; c++) x[c] = -INFINITY;
+        if (dcap && cap > 0) { /* dropped pairs: P = 0, and dS must not read stale scratch */
+            for (int64_t c = 0; c < c_lo; c++) dcap[r * ld + c] = 0.0f;
+            for (int64_t c = c_hi; c < nk; c++) dcap[r * ld + c] = 0.0f;
+        }
         if (plain) continue;
         for (int64_t c = c_lo; c < c_hi; c++) {
             float v = x[c] * scale;
