@@ -23,8 +23,10 @@
  *              subtraction of the row max), and exp() turns it into a relative error of the
  *              probabilities of the same size. It matters only for the large-score cases
  *              (score_max ~ 180, where it is ~1e-4); for realistic scores (score_max ~ 10) it is
- *              ~5e-6. 4 eps32 * score_max forward, 8 eps32 * score_max backward (dS = P (dP - D)
- *              doubles the exposure).
+ *              ~5e-6. 4 eps32 * score_max forward, 16 eps32 * score_max backward (dS = P (dP - D)
+ *              doubles the exposure; 8 was enough on the cpu kernels, but the CUDA exact-fp32
+ *              backward measured 1.41x of 8 eps32 on bwd_large_scores, H100, seed 1795726122,
+ *              2026-11-26: it rounds the exp2 argument differently. 16 leaves it at ~0.7).
  *
  *   output        dtype    rtol             atol (x rms)
  *   o             f32      2e-5 + score     2e-5 + score
@@ -49,10 +51,12 @@
  *     from the rounded o moves dq and dk by 2-3 eps on its own (measured by running the f32
  *     backward with o rounded to f16), on top of the output rounding: any implementation that
  *     stores o in 16 bits has this error. f16 0.56 / 0.46, bf16 0.37 / 0.38.
+ * The scalar and scalar-bf16 kernel tables (MFA_CPU_ISA, seeds 1-15) stay within 0.59 on every
+ * output; 0.59 is bf16 o on scalar-bf16, which rounds P to bf16 before the PV product as GPUs
+ * do (0.39 where P stays fp32): the 2 eps atol holds that case with a factor of 1.7.
  * These numbers were measured on the cpu backend only. The CUDA backend must meet the same
- * ones (GPUs also round P to 16 bits before the PV product, ~eps/2 * rms(o), which the 2 eps
- * atol of 16-bit outputs leaves room for); if it cannot, measure the same way and change them
- * here, with the measurement written above. */
+ * ones; if it cannot, measure the same way and change them here, with the measurement written
+ * above. */
 #ifndef MFA_CHECK_TOLERANCE_H
 #define MFA_CHECK_TOLERANCE_H
 
@@ -77,7 +81,7 @@ static inline mfa_check_tolerance_t mfa_check_tolerance(int32_t dtype, int outpu
                        : dtype == MFA_DTYPE_BF16 ? 1.0 / 128.0  /* 2^-7 */
                                                  : eps32;
     const int backward = output >= MFA_CHECK_DQ;
-    const double score_term = (backward ? 8.0 : 4.0) * eps32 * score_max;
+    const double score_term = (backward ? 16.0 : 4.0) * eps32 * score_max;
     mfa_check_tolerance_t t;
     if (output == MFA_CHECK_LSE) {
         t.rtol = t.atol = 1e-6 + score_term;
