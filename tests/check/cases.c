@@ -254,6 +254,12 @@ int mfa_check_run_table(const char *backend, const char *filter, uint64_t seed, 
     size_t selected = 0;
     for (size_t i = 0; i < mfa_check_num_cases; i++)
         selected += (size_t)mfa_check_case_matches(&mfa_check_cases[i], filter);
+    if (selected == 0) {
+        fprintf(out, "no case name contains '%s'\n", filter);
+        mfa_destroy_context(ref);
+        mfa_destroy_context(ut);
+        return -1;
+    }
     fprintf(out, "mfa check: %s vs reference, seed %llu, %zu of %zu cases\n",
             mfa_context_description(ut), (unsigned long long)seed, selected, mfa_check_num_cases);
     fprintf(out, "%-36s %-5s %9s %9s %9s\n", "case", "", "err/tol", "fwd ms", "bwd ms");

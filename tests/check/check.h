@@ -124,7 +124,7 @@ int mfa_check_case(const mfa_check_case_t *c, mfa_context_t under_test, mfa_cont
  * failure's report to `out`. verbose > 0 adds per-output error statistics. A SKIP (the backend
  * refused the case) counts as a failure except on the cuda backend, which may have limits the
  * cpu one does not. Returns the number of failed cases, or -1 when a context could not be
- * created (the message is printed). */
+ * created or no case matches `filter` (the message is printed). */
 int mfa_check_run_table(const char *backend, const char *filter, uint64_t seed, int verbose,
                         FILE *out);
 
