@@ -103,24 +103,15 @@ static void transpose(const float *src, int64_t n, int64_t nk, float *dst) {
         for (int64_t c = 0; c < nk; c++) dst[c * MFA_CPU_BQ + r] = src[r * MFA_CPU_BK + c];
 }
 
-static void seq_block(const bwd_job_t *job, int64_t item, int64_t *b, int64_t *h, int64_t *qb) {
-    const int64_t bh = job->pr->p.batch * job->pr->p.heads_q;
-    *qb = job->q_blocks - 1 - item / bh; /* longest first, as in the forward */
-    *h = item % bh % job->pr->p.heads_q;
-    *b = item % bh / job->pr->p.heads_q;
-}
-
 /* Pass 0: D_i = sum_e dO_ie * O_ie for one query block. */
 static void delta_item(void *arg, int64_t item, int thread) {
     const bwd_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
     const int64_t Dv = pr->p.head_dim_v;
-    int64_t b, h, qb;
-    seq_block(job, item, &b, &h, &qb);
-    const mfa_seq_t s = mfa_problem_seq(pr, b);
-    const int64_t i0 = qb * MFA_CPU_BQ;
-    if (i0 >= s.sq) return;
-    const int64_t n = s.sq - i0 < MFA_CPU_BQ ? s.sq - i0 : MFA_CPU_BQ;
+    mfa_cpu_qblock_t blk;
+    if (!mfa_cpu_qblock(pr, job->q_blocks, item, &blk)) return;
+    const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
+    const mfa_seq_t s = blk.s;
     scratch_t w = carve(job, thread);
     int64_t ldo, lddo;
     const float *o = mfa_cpu_rows(job->k, &pr->p.o, s.tb, h, s.q0 + i0, n, Dv, w.acc, &ldo);
@@ -137,12 +128,10 @@ static void dq_item(void *arg, int64_t item, int thread) {
     const bwd_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
     const int64_t Dq = pr->p.head_dim_qk, BK = MFA_CPU_BK;
-    int64_t b, h, qb;
-    seq_block(job, item, &b, &h, &qb);
-    const mfa_seq_t s = mfa_problem_seq(pr, b);
-    const int64_t i0 = qb * MFA_CPU_BQ;
-    if (i0 >= s.sq) return;
-    const int64_t n = s.sq - i0 < MFA_CPU_BQ ? s.sq - i0 : MFA_CPU_BQ;
+    mfa_cpu_qblock_t blk;
+    if (!mfa_cpu_qblock(pr, job->q_blocks, item, &blk)) return;
+    const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
+    const mfa_seq_t s = blk.s;
     scratch_t w = carve(job, thread);
     const rows_t rows = load_rows(job, b, h, &s, i0, n, &w);
     memset(w.acc, 0, sizeof(float) * (size_t)(n * Dq));

@@ -35,6 +35,29 @@ typedef void (*mfa_cpu_task_fn)(void *arg, int64_t item, int thread);
 int mfa_cpu_threads_for(const mfa_context *ctx, int64_t n_items);
 void mfa_cpu_parallel_for(int threads, int64_t n_items, mfa_cpu_task_fn fn, void *arg);
 
+/* ---- query blocks ---- */
+/* Work item `block` of a pass over query blocks of every (batch, q head). Items are numbered
+ * longest first: the last query blocks of every (batch, head) see the most causal keys, so they
+ * are handed out first and the threads finish together. */
+typedef struct mfa_cpu_qblock {
+    int64_t b, h;  /* batch, q head */
+    mfa_seq_t s;   /* the sequence of batch b */
+    int64_t i0, n; /* rows [i0, i0 + n) of it */
+} mfa_cpu_qblock_t;
+
+/* Fills *qb for item `block` (q_blocks blocks per (batch, head)); false when the block lies
+ * past the end of its sequence (varlen) and there is nothing to do. */
+static inline bool mfa_cpu_qblock(const mfa_problem_t *pr, int64_t q_blocks, int64_t block, mfa_cpu_qblock_t *qb) {
+    const int64_t bh = pr->p.batch * pr->p.heads_q;
+    const int64_t index = q_blocks - 1 - block / bh;
+    qb->h = block % bh % pr->p.heads_q;
+    qb->b = block % bh / pr->p.heads_q;
+    qb->s = mfa_problem_seq(pr, qb->b);
+    qb->i0 = index * MFA_CPU_BQ;
+    qb->n = qb->s.sq - qb->i0 < MFA_CPU_BQ ? qb->s.sq - qb->i0 : MFA_CPU_BQ;
+    return qb->i0 < qb->s.sq;
+}
+
 /* ---- fp32 views of tensor rows ---- */
 /* Tokens [t0, t0 + n) of `head` (batch index tb) as an fp32 row-major matrix: a pointer into the
  * tensor itself when it is f32 with unit dim stride (*ld = stride[1]), otherwise converted into

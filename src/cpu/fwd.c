@@ -95,15 +95,6 @@ static void finish_rows(const fwd_job_t *job, int64_t b, int64_t h, const mfa_se
     mfa_cpu_store_rows(&pr->p.o, s->tb, h, s->q0 + i0, n, Dv, o);
 }
 
-/* Which query block an item is, longest first for causal balance: the last query blocks of every
- * (batch, head) see the most keys, so they are handed out first. */
-static void item_block(const fwd_job_t *job, int64_t block, int64_t *b, int64_t *h, int64_t *qb) {
-    const int64_t bh = job->pr->p.batch * job->pr->p.heads_q;
-    *qb = job->q_blocks - 1 - block / bh;
-    *h = block % bh % job->pr->p.heads_q;
-    *b = block % bh / job->pr->p.heads_q;
-}
-
 /* The key tiles [*lo, *hi) of split `split` of a query block's visible tiles. */
 static void split_tiles(const fwd_job_t *job, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t split, int64_t *lo,
                         int64_t *hi) {
@@ -120,12 +111,10 @@ static void fwd_item(void *arg, int64_t item, int thread) {
     const mfa_problem_t *pr = job->pr;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
     const int64_t block = item / job->splits, split = item % job->splits;
-    int64_t b, h, qb;
-    item_block(job, block, &b, &h, &qb);
-    const mfa_seq_t s = mfa_problem_seq(pr, b);
-    const int64_t i0 = qb * MFA_CPU_BQ;
-    if (i0 >= s.sq) return;
-    const int64_t n = s.sq - i0 < MFA_CPU_BQ ? s.sq - i0 : MFA_CPU_BQ;
+    mfa_cpu_qblock_t blk;
+    if (!mfa_cpu_qblock(pr, job->q_blocks, block, &blk)) return;
+    const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
+    const mfa_seq_t s = blk.s;
 
     float *qbuf = job->scratch + (size_t)thread * job->scratch_floats; /* [n][Dq] */
     float *S = qbuf + MFA_CPU_BQ * Dq;                                  /* [n][BK] */
@@ -156,12 +145,10 @@ static void merge_item(void *arg, int64_t block, int thread) {
     const fwd_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
     const int64_t Dv = pr->p.head_dim_v;
-    int64_t b, h, qb;
-    item_block(job, block, &b, &h, &qb);
-    const mfa_seq_t s = mfa_problem_seq(pr, b);
-    const int64_t i0 = qb * MFA_CPU_BQ;
-    if (i0 >= s.sq) return;
-    const int64_t n = s.sq - i0 < MFA_CPU_BQ ? s.sq - i0 : MFA_CPU_BQ;
+    mfa_cpu_qblock_t blk;
+    if (!mfa_cpu_qblock(pr, job->q_blocks, block, &blk)) return;
+    const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
+    const mfa_seq_t s = blk.s;
     float *o = job->scratch + (size_t)thread * job->scratch_floats, *m = o + MFA_CPU_BQ * Dv, *l = m + MFA_CPU_BQ;
     memset(o, 0, sizeof(float) * (size_t)(n * Dv));
     for (int64_t r = 0; r < n; r++) {
