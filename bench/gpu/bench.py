@@ -184,6 +184,11 @@ def main():
     ap.add_argument("--out", default="bench/results")
     ap.add_argument("--quick", action="store_true", help="a few cells only")
     ap.add_argument("--flex-grid", action="store_true", help="FlexAttention on the grid too (slow: compiles)")
+    ap.add_argument("--dims", type=int, nargs="+", help="grid head dims (default 64 128 256)")
+    ap.add_argument("--seqs", type=int, nargs="+", help="grid sequence lengths (default 1024 4096 16384)")
+    ap.add_argument("--modes", nargs="+", choices=["fwd", "bwd"], default=["fwd", "bwd"], help="grid passes")
+    ap.add_argument("--peers", nargs="+", help="grid peers (default flash cudnn efficient)")
+    ap.add_argument("--grid-only", action="store_true", help="skip the fp16, window and fp32 rows")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     mfa = Mfa(args.lib)
@@ -191,30 +196,33 @@ def main():
     gpu = torch.cuda.get_device_name()
     print(f"libmfa: {mfa.description}")
     print(f"torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}, GPU {gpu}")
-    grid_peers = ["flash", "cudnn", "efficient"] + (["flex"] if args.flex_grid else [])
+    grid_peers = (args.peers or ["flash", "cudnn", "efficient"]) + (["flex"] if args.flex_grid else [])
     rows = []
     header = (f"{'case':44} {'libmfa':>7} {'flash':>7} {'cudnn':>7} {'effic.':>7} {'flex':>7}  | "
               f"{'/flash':>6} {'/cudnn':>6} {'/effic':>6} {'/flex':>6} | rel.err   (TFLOP/s)")
     print(header)
-    dims = [128] if args.quick else [64, 128, 256]
-    seqs = [4096, 16384] if args.quick else [1024, 4096, 16384]
-    for bwd in (False, True):
+    dims = args.dims or ([128] if args.quick else [64, 128, 256])
+    seqs = args.seqs or ([4096, 16384] if args.quick else [1024, 4096, 16384])
+    for bwd in [m == "bwd" for m in args.modes]:
         for D in dims:
             for S in seqs:
                 for causal in (False, True):
                     r = measure(Case(mfa, 16384 // S, S, 2048 // D, D, torch.bfloat16, causal, bwd=bwd), grid_peers)
                     rows.append(r)
                     print(fmt_row(r), flush=True)
+        if args.grid_only:
+            continue
         r = measure(Case(mfa, 4, 4096, 16, 128, torch.float16, False, bwd=bwd), grid_peers)
         rows.append(r)
         print(fmt_row(r), flush=True)
-    for w in (256, 1024):
+    for w in () if args.grid_only else (256, 1024):
         for bwd in (False, True):
             r = measure(Case(mfa, 1, 16384, 16, 128, torch.bfloat16, window=(w - 1, 0), bwd=bwd), ["flex"])
             rows.append(r)
             print(fmt_row(r), flush=True)
     # fp32: the issue-4 shape (4, 16, 4096, 128), exact (3xTF32) and with TF32 allowed; causal and d64
-    for D, causal, tf32 in ((128, False, False), (128, False, True), (128, True, False), (64, False, False)):
+    fp32_rows = () if args.grid_only else ((128, False, False), (128, False, True), (128, True, False), (64, False, False))
+    for D, causal, tf32 in fp32_rows:
         r = measure(Case(mfa, 4, 4096, 2048 // D, D, torch.float32, causal, allow_tf32=tf32), ["efficient"])
         rows.append(r)
         print(fmt_row(r), flush=True)

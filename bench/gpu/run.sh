@@ -4,8 +4,8 @@
 #   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
 #   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
 # Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
-# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick]... (default:
-# all three). Set MFA_SEED to replay inputs.
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|breakdown|ncu-bwd|profile]...
+# (default: the first three). Set MFA_SEED to replay inputs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/mfa-gpu}
@@ -66,6 +66,17 @@ for step in $steps; do
         python3 bench/gpu/profile_one.py --lib $B >"$OUT/ncu_$k.txt" 2>&1
       echo "ncu $k: rc=$?" | tee -a "$OUT/summary.txt"
       grep -E "Throughput|Pipe|Stall|Warp Cycles|Issued|Eligible|Achieved Occupancy|Registers|Shared Memory" "$OUT/ncu_$k.txt" | head -40
+    done
+    ;;
+  breakdown)
+    for c in "" --causal; do python3 bench/gpu/breakdown.py --lib $B $c 2>&1 | tee -a "$OUT/breakdown.txt"; done
+    ;;
+  ncu-bwd)
+    for shape in 1,4096,8,256 16,1024,16,128; do
+      ncu --kernel-name regex:bwd_kernel --launch-count 1 --section SpeedOfLight --section MemoryWorkloadAnalysis \
+        --section WarpStateStats --section Occupancy --section SchedulerStats \
+        python3 bench/gpu/profile_one.py --lib $B --shape $shape >"$OUT/ncu_bwd_${shape//,/-}.txt" 2>&1
+      echo "ncu bwd_kernel $shape: rc=$?" | tee -a "$OUT/summary.txt"
     done
     ;;
   bench | quick)

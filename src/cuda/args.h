@@ -46,7 +46,7 @@ typedef struct mfa_cuda_args {
     int32_t varlen;
     int32_t deterministic;
     int32_t allow_tf32; /* fp32 inputs: plain TF32 products instead of the 3xTF32 split */
-    int32_t reserved_;
+    int32_t sm_count;   /* the device's multiprocessors (grid-order choices) */
 } mfa_cuda_args_t;
 
 #endif

@@ -254,6 +254,7 @@ static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 static mfa_error_t setup(mfa_context *ctx, const mfa_problem_t *pr, mfa_cuda_args_t *a, bool bwd) {
     cuda_state *st = ctx->backend_state;
     fill_args(pr, a);
+    a->sm_count = st->sm_count;
     const size_t cu_bytes = pr->varlen ? align256(2 * sizeof(int32_t) * (size_t)(pr->p.batch + 1)) : 0;
     size_t delta_bytes = 0, dq_bytes = 0;
     if (bwd) {

@@ -48,20 +48,23 @@ template <> struct Fwd32Tile<256> { static constexpr int BR = 128, BC = 32, WARP
  * head of its GQA group) that can see them. Three phases per query tile, each with its own warp
  * grid: (A) S^T = K Q^T and dP^T = V dO^T, WA_K warps along keys (BC / WA_K keys each) x the rest
  * along queries; (B) dV += P^T dO, dK += dS^T Q, WB_K warps along keys x the rest along dims,
- * accumulated in registers over the whole walk; (C) dQ = dS K, 16 queries x D/WC_D dims a warp,
- * added to an fp32 workspace with (vector) atomics. 32 keys a warp in A and B (two m16 tiles)
- * let every K/V/P fragment feed two MMAs: a third fewer ldmatrix per MMA than 16 keys (d128
- * S = 16k forward+backward 221 -> 254 TFLOP/s on the H100, docs/cuda.md). Registers: B's
- * accumulators are 2 * BC * D / (32 * WARPS) a thread (128 at d128 and d256), plus A's or C's
- * transient 64. */
+ * accumulated in registers over the whole walk; (C) dQ = dS K, 32 queries x D/WC_D dims a warp,
+ * added to an fp32 workspace with vector reductions (staged through shared memory where it fits).
+ * 32 keys a warp in A and B and 32 queries in C (two m16 tiles) let every fragment read from
+ * shared memory feed two MMAs: a third fewer ldmatrix per MMA than 16 (d128 S = 16k
+ * forward+backward 221 -> 254 TFLOP/s on the H100, docs/cuda.md). Registers: B's accumulators are
+ * 2 * BC * D / (32 * WARPS) a thread (128 at d128 and d256), plus A's or C's transient 64-128. */
 template <int D> struct BwdTile;
-/* d64: 128 keys x 64 queries, 8 warps: A 32 keys x 32 queries a warp, B 32 keys x 32 dims. */
-template <> struct BwdTile<64> { static constexpr int BC = 128, BR = 64, WARPS = 8, WA_K = 4, WB_K = 4; };
+/* d64: 128 keys x 128 queries, 8 warps: A 32 keys x 64 queries a warp (128 accumulators), B 32
+ * keys x 32 dims. 64 queries a tile ran d64 S = 16k 1.17x slower: at d64 a tile's fixed costs
+ * (barriers, loads, masks) weigh twice as much per FLOP. 198 KiB smem, 255 registers, no spills. */
+template <> struct BwdTile<64> { static constexpr int BC = 128, BR = 128, WARPS = 8, WA_K = 4, WB_K = 4; };
 /* d128: 128 x 64, 8 warps: B holds 64 + 64 accumulators (32 keys x 64 dims, dK and dV); 196 KiB
  * smem (K, V, 2x Q, 2x dO, P^T, dS^T, staged dQ), one block per SM. */
 template <> struct BwdTile<128> { static constexpr int BC = 128, BR = 64, WARPS = 8, WA_K = 4, WB_K = 4; };
 /* d192/256: 64 x 64, 8 warps: A 16 keys x 32 queries, B 32 keys x 64 dims (128 accumulators);
- * 208 KiB smem, so dQ goes to the atomics straight from registers. */
+ * 208 KiB smem at d256, so dQ goes to the reductions straight from registers (8-byte pairs: a
+ * quad fills a 32-byte sector; scalar atomics here had L2 70 % busy and ran 1.74x slower). */
 template <> struct BwdTile<192> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
 template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
 

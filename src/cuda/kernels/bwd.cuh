@@ -7,11 +7,14 @@
  *     S^T = K Q^T,  P^T = 2^(S^T scale log2e - lse log2e)      (A: keys x queries, registers)
  *     dP^T = V dO^T,  dS^T = P^T (dP^T - delta),  delta = rowsum(dO O)   (delta: a prior kernel)
  *     dV += P^T dO,  dK += dS^T Q                                (B: accumulated in registers)
- *     dQ += dS K                                                  (C: fp32 atomics to a workspace)
+ *     dQ += dS K                                       (C: fp32 vector reductions to a workspace)
  * P^T and dS^T pass through shared memory (in the input type) between the phases because each
  * phase spreads its warps differently (tile-sizes.h). dK and dQ are multiplied by the softmax
  * scale once, at the end; a last kernel converts the fp32 dQ to the caller's dtype and layout.
- * dK and dV need no atomics: the block loops over the GQA group's q heads itself. */
+ * dK and dV need no atomics: the block loops over the GQA group's q heads itself.
+ * Per query tile: one barrier before phase A (the tile landed; the last tile is done with every
+ * shared buffer), one between A and B, one more where dQ is staged. Masks are applied with
+ * selects on the tiles that need them: per-element branches cost 13 % at d128 (docs/cuda.md). */
 #ifndef MFA_CUDA_BWD_CUH
 #define MFA_CUDA_BWD_CUH
 
@@ -20,6 +23,7 @@
 #include "../ptx.cuh"
 #include "../tile-sizes.h"
 #include "common.cuh"
+#include "launch.h"
 #include "tile.cuh"
 
 namespace mfa_bwd {
@@ -31,7 +35,7 @@ template <typename T, int D> struct Bwd {
     static constexpr int WA_Q = WARPS / WA_K, QA = BR / WA_Q, NA = QA / 8;
     static constexpr int WB_K = BwdTile<D>::WB_K, MB = BC / 16 / WB_K;                     /* phase B */
     static constexpr int WB_D = WARPS / WB_K, DB = D / WB_D, NB = DB / 8;
-    static constexpr int WC_Q = BR / 16, WC_D = WARPS / WC_Q, DC = D / WC_D, NC = DC / 8;  /* phase C */
+    static constexpr int MC = 2, WC_Q = BR / 16 / MC, WC_D = WARPS / WC_Q, DC = D / WC_D, NC = DC / 8; /* phase C */
     /* K, V; Q and dO twice (the next query tile loads while this one computes); P^T, dS^T; lse and
      * delta twice; and where it fits, the fp32 dQ tile staged for coalesced vector atomics. */
     static constexpr size_t SMEM_BASE = (size_t)(2 * BC * DP + 4 * BR * DP + 2 * BC * PP) * sizeof(T) + 4 * BR * sizeof(float);
@@ -49,16 +53,17 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
     constexpr int BC = K::BC, BR = K::BR, THREADS = K::THREADS, DP = K::DP, PP = K::PP;
     constexpr int WA_K = K::WA_K, MA = K::MA, QA = K::QA, NA = K::NA;
     constexpr int WB_K = K::WB_K, MB = K::MB, DB = K::DB, NB = K::NB;
-    constexpr int WC_Q = K::WC_Q, DC = K::DC, NC = K::NC;
+    constexpr int MC = K::MC, WC_Q = K::WC_Q, DC = K::DC, NC = K::NC;
     extern __shared__ __align__(128) char smem[];
     const uint32_t sK = smem_u32(smem), sV = sK + BC * DP * 2, sQ0 = sV + BC * DP * 2; /* Q, dO, Q, dO */
     const uint32_t sP = sQ0 + 4 * BR * DP * 2, sS = sP + BC * PP * 2;
     float *sStat = (float *)(smem + (sS - sK) + BC * PP * 2); /* [buf][lse BR | delta BR] */
     float *sQacc = sStat + 4 * BR;                            /* [BR][QP] when STAGE_DQ */
 
-    /* Which keys: 1-D grid, kv heads fastest, first key tiles (most queries under causal) first. */
-    const int64_t bh = a.batch * a.heads_kv, lin = blockIdx.x;
-    const int64_t b = lin % bh / a.heads_kv, hk = lin % bh % a.heads_kv, j0 = lin / bh * BC;
+    /* Which keys: first key tiles (most queries under causal) first; grid order in common.cuh. */
+    int64_t pair, key_tile;
+    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, 1, false, pair, key_tile);
+    const int64_t b = pair / a.heads_kv, hk = pair % a.heads_kv, j0 = key_tile * BC;
     const Seq s = mfa_seq(a, b);
     if (j0 >= s.sk) return;
     const int nk = (int)min((int64_t)BC, s.sk - j0);
@@ -77,7 +82,7 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
     const int v_row = a_row, v_col = a_col;
     const int kw = warp % WA_K, qw = warp / WA_K;  /* phase A: MA*16 keys x QA queries */
     const int kb = warp % WB_K, dw = warp / WB_K;  /* phase B: MB*16 keys x DB dims */
-    const int cq = warp % WC_Q, cd = warp / WC_Q;  /* phase C: 16 queries x DC dims */
+    const int cq = warp % WC_Q, cd = warp / WC_Q;  /* phase C: MC*16 queries x DC dims */
 
     float acc_dv[MB][NB][4], acc_dk[MB][NB][4];
 #pragma unroll
@@ -88,65 +93,82 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
             for (int e = 0; e < 4; e++) acc_dv[m][n][e] = acc_dk[m][n][e] = 0.0f;
 
     const float sl2 = a.scale_log2;
-    /* The query tiles to visit, in order: (q head h of the group, first row i0), skipping tiles
-     * none of whose rows sees a key of this block. */
-    const int64_t h_end = (hk + 1) * a.group;
-    auto visits = [&](int64_t i0) {
-        int64_t lo_first, hi_first, lo_last, hi_last;
-        const int64_t n = min((int64_t)BR, s.sq - i0);
-        mfa_key_range(a, i0, s.sq, s.sk, lo_first, hi_first);
-        mfa_key_range(a, i0 + n - 1, s.sq, s.sk, lo_last, hi_last);
-        return hi_last > j0 && lo_first < j0 + nk;
+    /* The query tiles to visit: tiles [t_first, t_end) of every q head of the group, in order.
+     * Row i sees keys [lo(i), hi(i)), both non-decreasing in i, so the tiles that meet this block's
+     * keys are one run, and so are those inside the mask (no per-element test): found once, by
+     * bisection, instead of testing every tile as the walk goes. */
+    const int n_tiles = (int)((s.sq + BR - 1) / BR);
+    auto rows_of = [&](int tq, int64_t &first, int64_t &last) {
+        first = (int64_t)tq * BR, last = min(first + BR, s.sq) - 1;
     };
-    auto advance = [&](int64_t &h, int64_t &i0) { /* to the next visited tile; h == h_end: none */
-        for (;;) {
-            i0 += BR;
-            if (i0 >= s.sq) i0 = 0, h++;
-            if (h >= h_end || (s.sq > 0 && visits(i0))) return;
+    auto first_tile = [&](auto pred) { /* the first tile where a monotone predicate turns true */
+        int lo = 0, hi = n_tiles;
+        while (lo < hi) {
+            const int mid = (lo + hi) / 2;
+            if (pred(mid)) hi = mid; else lo = mid + 1;
         }
+        return lo;
     };
-    auto load_q = [&](int64_t h, int64_t i0, int buf) {
-        if (h >= h_end) return;
+    auto lo_of = [&](int64_t i) { int64_t l, r; mfa_key_range(a, i, s.sq, s.sk, l, r); return l; };
+    auto hi_of = [&](int64_t i) { int64_t l, r; mfa_key_range(a, i, s.sq, s.sk, l, r); return r; };
+    const int t_first = first_tile([&](int tq) { int64_t f, l; rows_of(tq, f, l); return hi_of(l) > j0; });
+    const int t_end = first_tile([&](int tq) { int64_t f, l; rows_of(tq, f, l); return lo_of(f) >= j0 + nk; });
+    const int t_in = first_tile([&](int tq) { int64_t f, l; rows_of(tq, f, l); return hi_of(f) >= j0 + BC; });
+    const int t_out = first_tile([&](int tq) { int64_t f, l; rows_of(tq, f, l); return lo_of(l) > j0; });
+    const bool keys_short = j0 + BC > s.sk; /* the block's last keys are padding */
+
+    /* Per q head: the first row's Q / dO pointers and LSE index, so a tile adds only i0. */
+    const T *q_head = nullptr, *o_head = nullptr;
+    int64_t lse_head = 0;
+    auto enter_head = [&](int64_t h) {
+        q_head = (const T *)a.q.data + s.tb * a.q.stride[0] + s.q0 * a.q.stride[1] + h * a.q.stride[2];
+        o_head = (const T *)a.dout.data + s.tb * a.dout.stride[0] + s.q0 * a.dout.stride[1] + h * a.dout.stride[2];
+        lse_head = mfa_lse_at(a, b, s, h, 0);
+    };
+    auto load_q = [&](int tq, int buf) {
+        const int64_t i0 = (int64_t)tq * BR;
         const int n = (int)min((int64_t)BR, s.sq - i0);
-        const T *qg = (const T *)a.q.data + s.tb * a.q.stride[0] + (s.q0 + i0) * a.q.stride[1] + h * a.q.stride[2];
-        const T *og = (const T *)a.dout.data + s.tb * a.dout.stride[0] + (s.q0 + i0) * a.dout.stride[1] +
-                      h * a.dout.stride[2];
         const uint32_t q_s = sQ0 + buf * 2 * BR * DP * 2;
-        load_tile<T, D, BR, THREADS>(q_s, qg, a.q.stride[1], n, dqk, (const T *)a.q.data);
-        load_tile<T, D, BR, THREADS>(q_s + BR * DP * 2, og, a.dout.stride[1], n, dv, (const T *)a.dout.data);
+        load_tile<T, D, BR, THREADS>(q_s, q_head + i0 * a.q.stride[1], a.q.stride[1], n, dqk, (const T *)a.q.data);
+        load_tile<T, D, BR, THREADS>(q_s + BR * DP * 2, o_head + i0 * a.dout.stride[1], a.dout.stride[1], n, dv,
+                                     (const T *)a.dout.data);
         /* lse and delta; padding rows get lse = +inf, so P = 2^-inf = 0 there */
         for (int r = threadIdx.x; r < BR; r += THREADS) {
             float *st = sStat + buf * 2 * BR + r;
             if (r < n) {
-                const int64_t at = mfa_lse_at(a, b, s, h, i0 + r);
-                cp_async4(smem_u32(st), a.lse + at);
-                cp_async4(smem_u32(st + BR), a.delta + at);
+                cp_async4(smem_u32(st), a.lse + lse_head + i0 + r);
+                cp_async4(smem_u32(st + BR), a.delta + lse_head + i0 + r);
             } else {
                 st[0] = INFINITY, st[BR] = 0.0f;
             }
         }
     };
-    int64_t h = hk * a.group, i0 = -BR;
-    advance(h, i0);
-    load_q(h, i0, 0);
+    const int64_t h_end = (hk + 1) * a.group;
+    int64_t h = t_first < t_end ? hk * a.group : h_end; /* no tile sees these keys: dK = dV = 0 */
+    int tile = t_first;
+    if (h < h_end) enter_head(h), load_q(tile, 0);
     cp_async_commit();
     for (int buf = 0; h < h_end; buf ^= 1) {
-        int64_t h_next = h, i_next = i0;
-        advance(h_next, i_next);
+        /* the next tile: the next row tile, or the first of the next q head */
+        int64_t h_next = h;
+        int tile_next = tile + 1;
+        if (tile_next == t_end) tile_next = t_first, h_next++;
         {
+            const int64_t i0 = (int64_t)tile * BR;
             const int n_rows = (int)min((int64_t)BR, s.sq - i0);
-            int64_t lo_first, hi_first, lo_last, hi_last;
-            mfa_key_range(a, i0, s.sq, s.sk, lo_first, hi_first);
-            mfa_key_range(a, i0 + n_rows - 1, s.sq, s.sk, lo_last, hi_last);
-            const bool need_mask = j0 + BC > s.sk || lo_last > j0 || hi_first < j0 + BC;
+            const bool need_mask = keys_short || tile < t_in || tile >= t_out;
             const uint32_t sQ = sQ0 + buf * 2 * BR * DP * 2, sO = sQ + BR * DP * 2;
 
-            __syncthreads(); /* the previous tile is done with the other buffer, P^T, dS^T, stats */
-            load_q(h_next, i_next, buf ^ 1);
+            /* One barrier: this tile (and K, V) landed for every thread, and every warp is done
+             * with the previous tile (the other buffer, P^T, dS^T, its stats, the staged dQ). */
+            cp_async_wait<0>();
+            __syncthreads();
+            if (h_next < h_end) { /* lands while this tile computes */
+                if (h_next != h) enter_head(h_next);
+                load_q(tile_next, buf ^ 1);
+            }
             cp_async_commit();
             const float *sL = sStat + buf * 2 * BR, *sDl = sL + BR; /* this tile's lse, delta */
-            cp_async_wait<1>(); /* this tile (and K, V) landed; the next one may still be in flight */
-            __syncthreads();
 
             /* Phase A: S^T and dP^T for keys kw*MA*16.. x queries qw*QA.. */
             {
@@ -184,17 +206,24 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
 #pragma unroll
                     for (int e = 0; e < 2; e++) {
                         const int q = qw * QA + n * 8 + 2 * t + e; /* query column of this element */
-                        int64_t rlo = 0, rhi = 0;
-                        if (need_mask) mfa_key_range(a, i0 + q, s.sq, s.sk, rlo, rhi);
+                        /* the block's keys [klo, khi) that this row sees: all of them off the mask's
+                         * edge; empty for a row that sees no key (whose lse is -inf) */
+                        int klo = 0, khi = BC;
+                        if (need_mask) {
+                            int64_t rlo, rhi;
+                            mfa_key_range(a, i0 + q, s.sq, s.sk, rlo, rhi);
+                            klo = (int)min(max(rlo - j0, (int64_t)0), (int64_t)BC);
+                            khi = (int)min(max(rhi - j0, (int64_t)0), (int64_t)BC);
+                        }
                         const float nl2 = -sL[q] * MFA_LOG2E, dl = sDl[q];
 #pragma unroll
                         for (int m = 0; m < MA; m++)
 #pragma unroll
                             for (int hf = 0; hf < 2; hf++) {
-                                const int64_t jj = j0 + (kw * MA + m) * 16 + g + hf * 8;
-                                const bool keep = !need_mask || (jj >= rlo && jj < rhi);
-                                /* a row that sees no key (lse -inf) is always masked: keep is false */
-                                const float p = keep ? ex2(fmaf(acc_s[m][n][hf * 2 + e], sl2, nl2)) : 0.0f;
+                                /* selects, not branches: masked scores enter ex2 as -inf, giving 0 */
+                                const int kl = (kw * MA + m) * 16 + g + hf * 8;
+                                const float x = kl >= klo && kl < khi ? fmaf(acc_s[m][n][hf * 2 + e], sl2, nl2) : -INFINITY;
+                                const float p = ex2(x);
                                 acc_s[m][n][hf * 2 + e] = p;
                                 acc_p[m][n][hf * 2 + e] = p * (acc_p[m][n][hf * 2 + e] - dl);
                             }
@@ -239,64 +268,129 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
                 }
             }
 
-            /* Phase C: dQ += dS K for queries cq*16.. x dims cd*DC.., added to the fp32 workspace. */
+            /* Phase C: dQ += dS K for queries cq*MC*16.. x dims cd*DC.., added to the fp32 workspace.
+             * Two m16 tiles a warp: each K fragment feeds two MMAs. */
             if (!a.deterministic) {
-                float acc_q[NC][4];
+                float acc_q[MC][NC][4];
 #pragma unroll
-                for (int n = 0; n < NC; n++)
+                for (int mt = 0; mt < MC; mt++)
 #pragma unroll
-                    for (int e = 0; e < 4; e++) acc_q[n][e] = 0.0f;
+                    for (int n = 0; n < NC; n++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) acc_q[mt][n][e] = 0.0f;
 #pragma unroll
                 for (int kk = 0; kk < BC / 16; kk++) {
-                    uint32_t da[4];
-                    ldsm_x4_t(da, sS + swz<PP>(kk * 16 + b_row, cq * 2 + b_col));
+                    uint32_t da[MC][4];
+#pragma unroll
+                    for (int mt = 0; mt < MC; mt++)
+                        ldsm_x4_t(da[mt], sS + swz<PP>(kk * 16 + b_row, (cq * MC + mt) * 2 + b_col));
 #pragma unroll
                     for (int dp = 0; dp < NC / 2; dp++) {
                         uint32_t kv[4];
                         ldsm_x4_t(kv, sK + swz<DP>(kk * 16 + v_row, cd * (DC / 8) + dp * 2 + v_col));
-                        mma16816<T>(acc_q[2 * dp], da, kv[0], kv[1]);
-                        mma16816<T>(acc_q[2 * dp + 1], da, kv[2], kv[3]);
+#pragma unroll
+                        for (int mt = 0; mt < MC; mt++) {
+                            mma16816<T>(acc_q[mt][2 * dp], da[mt], kv[0], kv[1]);
+                            mma16816<T>(acc_q[mt][2 * dp + 1], da[mt], kv[2], kv[3]);
+                        }
                     }
                 }
                 if (K::STAGE_DQ) {
                     /* stage the tile, then one coalesced 16-byte reduction per 4 dims */
 #pragma unroll
-                    for (int hf = 0; hf < 2; hf++)
+                    for (int mt = 0; mt < MC; mt++)
 #pragma unroll
-                        for (int n = 0; n < NC; n++)
-                            *(float2 *)(sQacc + (cq * 16 + g + hf * 8) * K::QP + cd * DC + n * 8 + 2 * t) =
-                                make_float2(acc_q[n][hf * 2], acc_q[n][hf * 2 + 1]);
+                        for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+                            for (int n = 0; n < NC; n++)
+                                *(float2 *)(sQacc + ((cq * MC + mt) * 16 + g + hf * 8) * K::QP + cd * DC + n * 8 + 2 * t) =
+                                    make_float2(acc_q[mt][n][hf * 2], acc_q[mt][n][hf * 2 + 1]);
                     __syncthreads();
                     const int64_t tok0 = a.varlen ? s.q0 + i0 : b * a.seqlen_q + i0;
-                    for (int x = threadIdx.x; x < BR * (D / 4); x += THREADS) {
-                        const int r = x / (D / 4), c = x % (D / 4);
-                        if (r < n_rows && c * 4 < dqk)
-                            red_add4(a.dq_accum + ((tok0 + r) * a.heads_q + h) * a.dq_pitch + c * 4,
-                                     *(const float4 *)(sQacc + r * K::QP + c * 4));
+                    constexpr int C4 = D / 4; /* float4 chunks a row */
+                    if constexpr (THREADS % C4 == 0) {
+                        /* a thread keeps its chunk; its rows and destination advance by constants */
+                        constexpr int RSTEP = THREADS / C4;
+                        const int c = threadIdx.x % C4, r0 = threadIdx.x / C4;
+                        float *dst = a.dq_accum + ((tok0 + r0) * a.heads_q + h) * a.dq_pitch + c * 4;
+                        const int64_t step = RSTEP * a.heads_q * a.dq_pitch;
+                        if (c * 4 < dqk)
+#pragma unroll
+                            for (int r = r0; r < BR; r += RSTEP, dst += step)
+                                if (r < n_rows) red_add4(dst, *(const float4 *)(sQacc + r * K::QP + c * 4));
+                    } else {
+                        for (int x = threadIdx.x; x < BR * C4; x += THREADS) {
+                            const int r = x / C4, c = x % C4;
+                            if (r < n_rows && c * 4 < dqk)
+                                red_add4(a.dq_accum + ((tok0 + r) * a.heads_q + h) * a.dq_pitch + c * 4,
+                                         *(const float4 *)(sQacc + r * K::QP + c * 4));
+                        }
                     }
                 } else {
+                    /* straight from the accumulators: each pair of dims is one 8-byte reduction,
+                     * a quad's four cover one 32-byte sector (head dims are multiples of 8) */
 #pragma unroll
-                    for (int hf = 0; hf < 2; hf++) {
-                        const int r = cq * 16 + g + hf * 8;
-                        if (r >= n_rows) continue;
-                        const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
-                        float *dst = a.dq_accum + (token * a.heads_q + h) * a.dq_pitch;
+                    for (int mt = 0; mt < MC; mt++)
 #pragma unroll
-                        for (int n = 0; n < NC; n++)
+                        for (int hf = 0; hf < 2; hf++) {
+                            const int r = (cq * MC + mt) * 16 + g + hf * 8;
+                            if (r >= n_rows) continue;
+                            const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
+                            float *dst = a.dq_accum + (token * a.heads_q + h) * a.dq_pitch;
 #pragma unroll
-                            for (int e = 0; e < 2; e++) {
-                                const int d = cd * DC + n * 8 + 2 * t + e;
-                                if (d < dqk) atomicAdd(dst + d, acc_q[n][hf * 2 + e]);
+                            for (int n = 0; n < NC; n++) {
+                                const int d = cd * DC + n * 8 + 2 * t;
+                                if (d < dqk) red_add2(dst + d, acc_q[mt][n][hf * 2], acc_q[mt][n][hf * 2 + 1]);
                             }
-                    }
+                        }
                 }
             }
         }
-        h = h_next, i0 = i_next;
+        h = h_next, tile = tile_next;
     }
     cp_async_wait<0>();
 
-    /* dV, and dK times the softmax scale, in the caller's dtype and layout. */
+    /* dV, and dK times the softmax scale, in the caller's dtype and layout. Where both have the
+     * input type and 16-byte rows, staged in shared memory (the Q / dO buffers are free now) and
+     * written as whole 16-byte chunks; otherwise element by element through the strides. */
+    if (mfa_rows16<T>(a.dk, a.varlen) && mfa_rows16<T>(a.dv, a.varlen)) {
+        static_assert(2 * BC <= 4 * BR, "dK and dV fit where Q and dO were");
+        const uint32_t sdK = sQ0, sdV = sQ0 + BC * DP * 2;
+        __syncthreads(); /* every warp is done with the last query tile */
+#pragma unroll
+        for (int m = 0; m < MB; m++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+                for (int n = 0; n < NB; n++) {
+                    const int key = (kb * MB + m) * 16 + g + hf * 8, d = dw * DB + n * 8;
+                    const uint32_t off = swz<DP>(key, d / 8) + t * 4;
+                    const uint32_t kv = pack2<T>(acc_dk[m][n][hf * 2] * a.scale, acc_dk[m][n][hf * 2 + 1] * a.scale);
+                    const uint32_t vv = pack2<T>(acc_dv[m][n][hf * 2], acc_dv[m][n][hf * 2 + 1]);
+                    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdK + off), "r"(kv));
+                    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdV + off), "r"(vv));
+                }
+        __syncthreads();
+        T *dkg = (T *)a.dk.data + mfa_at(a.dk, s.tb, s.k0 + j0, hk, 0);
+        T *dvg = (T *)a.dv.data + mfa_at(a.dv, s.tb, s.k0 + j0, hk, 0);
+        constexpr int CH = D / 8;
+        for (int x = threadIdx.x; x < BC * CH; x += THREADS) {
+            const int r = x / CH, c = x % CH;
+            if (r >= nk) continue;
+            uint4 u;
+            if (c * 8 < dqk) {
+                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdK + swz<DP>(r, c)));
+                *(uint4 *)(dkg + r * a.dk.stride[1] + c * 8) = u;
+            }
+            if (c * 8 < dv) {
+                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdV + swz<DP>(r, c)));
+                *(uint4 *)(dvg + r * a.dv.stride[1] + c * 8) = u;
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int m = 0; m < MB; m++)
 #pragma unroll
@@ -317,8 +411,72 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
         }
 }
 
-/* dq = scale * dq_accum, into the caller's dtype and layout; one thread an element. (static: this
- * header is compiled into every instantiation file.) */
+/* Threads that share one (token, head) row in the delta and dQ passes: a power of two <= 32
+ * covering the row's 16-byte chunks. */
+template <int D> __host__ __device__ constexpr int row_threads() { return D / 8 > 16 ? 32 : (D / 8 > 8 ? 16 : 8); }
+
+/* The (token, head) row r of tokens x heads_q: its LSE/delta index and its element offset in t. */
+struct RowAt {
+    int64_t stat, elem;
+};
+__device__ __forceinline__ RowAt row_at(const Args &a, const mfa_cuda_tensor_t &t, int64_t r) {
+    const int64_t token = r / a.heads_q, h = r % a.heads_q;
+    if (a.varlen) return {h * a.seqlen_q + token, token * t.stride[1] + h * t.stride[2]};
+    const int64_t b = token / a.seqlen_q, i = token % a.seqlen_q;
+    return {(b * a.heads_q + h) * a.seqlen_q + i, b * t.stride[0] + i * t.stride[1] + h * t.stride[2]};
+}
+
+/* delta = rowsum(dO * O): row_threads<D> threads a row, 16 bytes (8 elements) each a step, then a
+ * shuffle sum. dO and O: type T, unit-stride head dim, 16-byte rows (checked by the launcher). */
+template <typename T, int D> __global__ void __launch_bounds__(256) delta_kernel(const __grid_constant__ Args a) {
+    constexpr int G = row_threads<D>();
+    const int64_t rows = (a.varlen ? a.seqlen_q : a.batch * a.seqlen_q) * a.heads_q;
+    const int64_t r = ((int64_t)blockIdx.x * 256 + threadIdx.x) / G;
+    const int c0 = threadIdx.x % G;
+    float sum = 0.0f;
+    RowAt at{0, 0};
+    if (r < rows) {
+        at = row_at(a, a.o, r);
+        const int64_t go = row_at(a, a.dout, r).elem;
+        for (int c = c0; c < a.head_dim_v / 8; c += G) {
+            const uint4 x = *(const uint4 *)((const T *)a.o.data + at.elem + c * 8);
+            const uint4 y = *(const uint4 *)((const T *)a.dout.data + go + c * 8);
+            const uint32_t xs[4] = {x.x, x.y, x.z, x.w}, ys[4] = {y.x, y.y, y.z, y.w};
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float2 u = unpack2<T>(xs[e]), v = unpack2<T>(ys[e]);
+                sum = fmaf(u.x, v.x, fmaf(u.y, v.y, sum));
+            }
+        }
+    }
+#pragma unroll
+    for (int o = G / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (r < rows && c0 == 0) a.delta[at.stat] = sum;
+}
+
+/* dq = scale * dq_accum into the caller's 16-bit dQ: row_threads<D> threads a row, 8 elements
+ * each a step. dQ: unit-stride head dim, 16-byte rows (checked by the launcher). */
+template <int D> __global__ void __launch_bounds__(256) dq_convert_rows(const __grid_constant__ Args a) {
+    constexpr int G = row_threads<D>();
+    const int64_t rows = (a.varlen ? a.seqlen_q : a.batch * a.seqlen_q) * a.heads_q;
+    const int64_t r = ((int64_t)blockIdx.x * 256 + threadIdx.x) / G;
+    if (r >= rows) return;
+    const int64_t to = row_at(a, a.dq, r).elem;
+    const float *src = a.dq_accum + r * a.dq_pitch;
+    for (int c = threadIdx.x % G; c < a.head_dim_qk / 8; c += G) {
+        const float4 x = *(const float4 *)(src + c * 8), y = *(const float4 *)(src + c * 8 + 4);
+        const float f[8] = {x.x, x.y, x.z, x.w, y.x, y.y, y.z, y.w};
+        uint32_t w[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            w[e] = a.dq.dtype == MFA_DTYPE_BF16 ? pack2<__nv_bfloat16>(f[2 * e] * a.scale, f[2 * e + 1] * a.scale)
+                                                : pack2<__half>(f[2 * e] * a.scale, f[2 * e + 1] * a.scale);
+        *(uint4 *)((char *)a.dq.data + (to + c * 8) * 2) = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+
+/* The same for any dQ layout and dtype: one thread an element. (static: this header is compiled
+ * into every instantiation file.) */
 static __global__ void __launch_bounds__(256) dq_convert(const __grid_constant__ Args a) {
     const int64_t tokens = a.varlen ? a.seqlen_q : a.batch * a.seqlen_q;
     const int64_t per_token = a.heads_q * a.head_dim_qk;
@@ -333,21 +491,31 @@ static __global__ void __launch_bounds__(256) dq_convert(const __grid_constant__
 template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
     using K = Bwd<T, D>;
     const int64_t tokens = a.varlen ? a.seqlen_q : a.batch * a.seqlen_q;
+    const unsigned row_blocks = (unsigned)((tokens * a.heads_q * row_threads<D>() + 255) / 256);
+    void *args_v[] = {(void *)&a};
     cudaError_t e = cudaSuccess;
     if (!a.deterministic)
         e = cudaMemsetAsync(a.dq_accum, 0, sizeof(float) * (size_t)(tokens * a.heads_q * a.dq_pitch), stream);
+    if (e == cudaSuccess && tokens > 0) {
+        /* dO already has the fast layout (dispatch); O is the caller's forward output */
+        const bool vec = rows16_ok(a.o, mfa_dtype_of<T>(), a.varlen);
+        e = vec ? cudaLaunchKernel((const void *)delta_kernel<T, D>, dim3(row_blocks), dim3(256), args_v, 0, stream)
+                : mfa_cuda_bwd_delta(&a, stream, false);
+    }
     const int64_t blocks = a.batch * a.heads_kv * ((a.max_sk + K::BC - 1) / K::BC);
     if (e == cudaSuccess && blocks > 0) {
         const void *fn = (const void *)bwd_kernel<T, D>;
         e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)K::SMEM);
-        void *args[] = {(void *)&a};
-        if (e == cudaSuccess) e = cudaLaunchKernel(fn, dim3((unsigned)blocks), dim3(K::THREADS), args, K::SMEM, stream);
+        if (e == cudaSuccess) e = cudaLaunchKernel(fn, dim3((unsigned)blocks), dim3(K::THREADS), args_v, K::SMEM, stream);
     }
     if (e == cudaSuccess && !a.deterministic && tokens > 0) {
-        const int64_t n = tokens * a.heads_q * a.head_dim_qk;
-        const unsigned grid = (unsigned)min((n + 255) / 256, (int64_t)65535 * 16);
-        void *args[] = {(void *)&a};
-        e = cudaLaunchKernel((const void *)dq_convert, dim3(grid), dim3(256), args, 0, stream);
+        if (a.dq.dtype != MFA_DTYPE_F32 && rows16_ok(a.dq, a.dq.dtype, a.varlen)) {
+            e = cudaLaunchKernel((const void *)dq_convert_rows<D>, dim3(row_blocks), dim3(256), args_v, 0, stream);
+        } else {
+            const int64_t n = tokens * a.heads_q * a.head_dim_qk;
+            const unsigned grid = (unsigned)min((n + 255) / 256, (int64_t)65535 * 16);
+            e = cudaLaunchKernel((const void *)dq_convert, dim3(grid), dim3(256), args_v, 0, stream);
+        }
     }
     return e;
 }

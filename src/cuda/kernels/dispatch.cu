@@ -37,13 +37,7 @@ constexpr int max_bwd_dim() {
 namespace {
 
 /* Unit stride along the head dim and 16-byte aligned rows (for cp.async). */
-bool tensor_ok(const mfa_cuda_tensor_t &t, int32_t dtype, bool varlen) {
-    const int per16 = dtype == MFA_DTYPE_F32 ? 4 : 8; /* elements in 16 bytes */
-    if (t.dtype != dtype || t.stride[3] != 1 || (uintptr_t)t.data % 16 != 0) return false;
-    for (int i = varlen ? 1 : 0; i < 3; i++)
-        if (t.stride[i] % per16 != 0) return false;
-    return true;
-}
+bool tensor_ok(const mfa_cuda_tensor_t &t, int32_t dtype, bool varlen) { return rows16_ok(t, dtype, varlen); }
 
 bool positions_ok(const Args &a) {
     const int64_t big = INT32_MAX / 2;
@@ -124,9 +118,7 @@ extern "C" cudaError_t mfa_cuda_fast_bwd(const Args *a, cudaStream_t st, int sm_
     if (dt < 0 || a->block_mask || a->mask.data || a->softcap > 0.0f) return cudaSuccess;
     const int64_t need = a->head_dim_qk > a->head_dim_v ? a->head_dim_qk : a->head_dim_v;
     if (need > MFA_CUDA_MAX_BWD_DIM) return cudaSuccess;
-    cudaError_t e = mfa_cuda_bwd_delta(a, st, false);
-    if (e != cudaSuccess) return e;
-    e = dt == MFA_DTYPE_BF16 ? bwd_for<__nv_bfloat16>(need, *a, st, taken)
+    cudaError_t e = dt == MFA_DTYPE_BF16 ? bwd_for<__nv_bfloat16>(need, *a, st, taken)
                                          : bwd_for<__half>(need, *a, st, taken);
     /* deterministic: the fast kernel skipped dQ's atomics; the generic dQ pass (no atomics) runs */
     if (e == cudaSuccess && *taken && a->deterministic) e = mfa_cuda_generic_bwd(a, st, true, false);

@@ -19,8 +19,6 @@
 
 #include <cuda_runtime.h>
 
-#include <type_traits>
-
 #include "../ptx.cuh"
 #include "../tile-sizes.h"
 #include "common.cuh"
@@ -50,12 +48,9 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
     extern __shared__ __align__(128) char smem[];
     const uint32_t sQ = smem_u32(smem), sK = sQ + BR * DP * 2, sV = sK + BC * DP * 2;
 
-    /* Which rows: 1-D grid, heads fastest, last query tiles (most keys under causal) first. */
-    const int64_t bh = a.batch * a.heads_q, lin = blockIdx.x;
-    const int64_t n_tiles = (a.max_sq + BR - 1) / BR, tile = n_tiles - 1 - lin / bh;
-    const int64_t b = lin % bh / a.heads_q, h = lin % bh % a.heads_q, hk = h / a.group;
+    const FwdBlock blk = mfa_fwd_block(a, BR, FwdTile<D>::MINB);
+    const int64_t b = blk.b, h = blk.h, hk = h / a.group, i0 = blk.i0;
     const Seq s = mfa_seq(a, b);
-    const int64_t i0 = tile * BR;
     if (i0 >= s.sq) return;
     const int n_rows = (int)min((int64_t)BR, s.sq - i0);
     int64_t lo, hi, lo_last, hi_first; /* key range of the tile, and of its first / last row */
@@ -240,9 +235,7 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
     /* Epilogue: O / l in the output dtype, LSE = m + log l (natural log). When o has the input
      * type and 16-byte rows, each warp stages its rows in its own part of the Q tile (only it read
      * them) and writes whole 16-byte chunks; otherwise element by element through the strides. */
-    const bool vec_o = a.o.dtype == (std::is_same<T, __half>::value ? MFA_DTYPE_F16 : MFA_DTYPE_BF16) &&
-                       a.o.stride[3] == 1 && (uintptr_t)a.o.data % 16 == 0 &&
-                       ((a.o.stride[1] | a.o.stride[2] | (a.varlen ? 0 : a.o.stride[0])) & 7) == 0;
+    const bool vec_o = mfa_rows16<T>(a.o, a.varlen);
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll

@@ -105,12 +105,9 @@ template <int D, bool X3> __device__ __forceinline__ void fwd32_body(const Args 
     const uint32_t sQ = smem_u32(smem), sK = sQ + BR * DP * 4, sV = sK + BC * DP * 4;
     const float *sVf = (const float *)(smem + (size_t)(BR + BC) * DP * 4);
 
-    /* Which rows: 1-D grid, heads fastest, last query tiles (most keys under causal) first. */
-    const int64_t bh = a.batch * a.heads_q, lin = blockIdx.x;
-    const int64_t n_tiles = (a.max_sq + BR - 1) / BR, tile = n_tiles - 1 - lin / bh;
-    const int64_t b = lin % bh / a.heads_q, h = lin % bh % a.heads_q, hk = h / a.group;
+    const FwdBlock blk = mfa_fwd_block(a, BR, Fwd32Tile<D>::MINB);
+    const int64_t b = blk.b, h = blk.h, hk = h / a.group, i0 = blk.i0;
     const Seq s = mfa_seq(a, b);
-    const int64_t i0 = tile * BR;
     if (i0 >= s.sq) return;
     const int n_rows = (int)min((int64_t)BR, s.sq - i0);
     int64_t lo, hi, lo_last, hi_first; /* key range of the tile, and of its first / last row */
