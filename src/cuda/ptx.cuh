@@ -57,6 +57,23 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(addr));
 }
+/* The inverse of ldsm_x4 (sm_90): four 8x8 b16 matrices, register i of each lane holding its pair
+ * (row lane / 4, columns 2 (lane % 4)..+1) of matrix i; lanes 8i..8i+7 give the row addresses of
+ * matrix i. One instruction for what takes four 4-byte stores. */
+__device__ __forceinline__ void stsm_x4(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+                 "r"(r2), "r"(r3));
+#else
+    (void)addr, (void)r0, (void)r1, (void)r2, (void)r3;
+    __trap(); /* callers test MFA_HAS_STSM */
+#endif
+}
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MFA_HAS_STSM 1
+#else
+#define MFA_HAS_STSM 0
+#endif
 
 /* D += A B, 16x8x16, fp32 accumulators; T is __half or __nv_bfloat16. */
 template <typename T> __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);

@@ -228,19 +228,40 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
                                 acc_p[m][n][hf * 2 + e] = p * (acc_p[m][n][hf * 2 + e] - dl);
                             }
                     }
+                if constexpr (MFA_HAS_STSM) {
+                    /* per (m, pair of n): four 8x8 matrices (hf, n) in one stmatrix each for P^T, dS^T;
+                     * this lane gives the address of row lane % 8 of matrix lane / 8 */
+                    const int mi = lane >> 3, key_l = (mi & 1) * 8 + (lane & 7);
 #pragma unroll
-                for (int m = 0; m < MA; m++)
+                    for (int m = 0; m < MA; m++)
 #pragma unroll
-                    for (int n = 0; n < NA; n++)
+                        for (int np = 0; np < NA / 2; np++) {
+                            const uint32_t off = swz<PP>((kw * MA + m) * 16 + key_l, qw * QA / 8 + np * 2 + (mi >> 1));
+                            uint32_t pv[4], dsv[4];
 #pragma unroll
-                        for (int hf = 0; hf < 2; hf++) {
-                            const int key = (kw * MA + m) * 16 + g + hf * 8, q = qw * QA + n * 8 + 2 * t;
-                            const uint32_t off = swz<PP>(key, q / 8) + (q % 8) * 2;
-                            const uint32_t pv = pack2<T>(acc_s[m][n][hf * 2], acc_s[m][n][hf * 2 + 1]);
-                            const uint32_t dsv = pack2<T>(acc_p[m][n][hf * 2], acc_p[m][n][hf * 2 + 1]);
-                            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sP + off), "r"(pv));
-                            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sS + off), "r"(dsv));
+                            for (int i = 0; i < 4; i++) {
+                                const int n = np * 2 + (i >> 1), hf = i & 1;
+                                pv[i] = pack2<T>(acc_s[m][n][hf * 2], acc_s[m][n][hf * 2 + 1]);
+                                dsv[i] = pack2<T>(acc_p[m][n][hf * 2], acc_p[m][n][hf * 2 + 1]);
+                            }
+                            stsm_x4(sP + off, pv[0], pv[1], pv[2], pv[3]);
+                            stsm_x4(sS + off, dsv[0], dsv[1], dsv[2], dsv[3]);
                         }
+                } else {
+#pragma unroll
+                    for (int m = 0; m < MA; m++)
+#pragma unroll
+                        for (int n = 0; n < NA; n++)
+#pragma unroll
+                            for (int hf = 0; hf < 2; hf++) {
+                                const int key = (kw * MA + m) * 16 + g + hf * 8, q = qw * QA + n * 8 + 2 * t;
+                                const uint32_t off = swz<PP>(key, q / 8) + (q % 8) * 2;
+                                const uint32_t pv = pack2<T>(acc_s[m][n][hf * 2], acc_s[m][n][hf * 2 + 1]);
+                                const uint32_t dsv = pack2<T>(acc_p[m][n][hf * 2], acc_p[m][n][hf * 2 + 1]);
+                                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sP + off), "r"(pv));
+                                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sS + off), "r"(dsv));
+                            }
+                }
             }
             __syncthreads();
 
