@@ -82,6 +82,22 @@ def test_sdpa_transposed_views_pass_without_copy(calls):
     assert bwd.q.data == q.data_ptr() and bwd.o.data == out.data_ptr()
 
 
+def test_repeated_shapes_reuse_the_plan(calls):
+    # The second call of a shape takes its params from the plan the first one made: the new
+    # tensors' own pointers must reach libmfa, and other strides of the same shape make a new plan.
+    for _ in range(2):
+        q, k, v = rand(2, 3, 9, 16), rand(2, 3, 7, 16), rand(2, 3, 7, 8)
+        check_against_math(q, k, v, "float32", is_causal=True)
+        fwd = [p for d, p in calls if d == 0][-1]
+        assert (fwd.q.data, fwd.k.data, fwd.v.data) == (q.data_ptr(), k.data_ptr(), v.data_ptr())
+    x = rand(2, 9, 3, 16)
+    q = x.transpose(1, 2)  # [2, 3, 9, 16] again, other strides
+    check_against_math(q, rand(2, 3, 7, 16), rand(2, 3, 7, 8), "float32", is_causal=True)
+    assert [p for d, p in calls if d == 0][-1].q.stride[1] == 3 * 16  # seq stride of the view
+    o = mfa.attention(x, rand(2, 7, 3, 16), rand(2, 7, 3, 8))  # mfa.attention on torch: the same path
+    assert o.shape == (2, 9, 3, 8) and [p for d, p in calls if d == 0][-1].q.data == x.data_ptr()
+
+
 def test_fallbacks_are_counted():
     mt.reset_stats()
     q, k, v = rand(1, 2, 5, 8), rand(1, 2, 5, 8), rand(1, 2, 5, 8)

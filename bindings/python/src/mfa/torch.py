@@ -33,12 +33,14 @@ import torch.nn.functional as _F
 
 from . import _autograd
 from ._context import default_context
-from ._core import CAUSAL_TOP_LEFT, NO_MASK, forward_torch
+from ._core import CAUSAL_TOP_LEFT, NO_MASK, forward_torch, run_job, torch_job
 from ._errors import DeviceNotSupportedError, Error
 
 # PyTorch's own function, taken before anything can replace it.
 _torch_sdpa = getattr(_F.scaled_dot_product_attention, "_mfa_original", _F.scaled_dot_product_attention)
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_grad_enabled = torch.is_grad_enabled
+_Attention = _autograd.AttentionFunction
 
 _lock = threading.Lock()
 # Calls run by libmfa: an itertools.count, whose next() is atomic under the GIL and costs 0.05 us
@@ -108,49 +110,88 @@ def _why_not(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa):
     if scale is not None and not scale > 0:
         return "scale <= 0"
     if attn_mask is not None:
-        if is_causal:
-            return "attn_mask with is_causal"
-        if not isinstance(attn_mask, T):
-            return "attn_mask is not a tensor"
-        if attn_mask.requires_grad and torch.is_grad_enabled():
-            return "attn_mask requires grad"
-        if attn_mask.dtype != torch.bool and attn_mask.dtype != dt:
-            return "attn_mask dtype"
-        if attn_mask.dim() > nd:
-            return "attn_mask rank"
+        reason = _mask_why_not(attn_mask, is_causal, dt, nd)
+        if reason is not None:
+            return reason
     if _cuda_missing and q.is_cuda and q.get_device() in _cuda_missing:
         return "no CUDA backend"
+    return None
+
+
+def _mask_why_not(attn_mask, is_causal, dt, nd):
+    if is_causal:
+        return "attn_mask with is_causal"
+    if not isinstance(attn_mask, torch.Tensor):
+        return "attn_mask is not a tensor"
+    if attn_mask.requires_grad and torch.is_grad_enabled():
+        return "attn_mask requires grad"
+    if attn_mask.dtype != torch.bool and attn_mask.dtype != dt:
+        return "attn_mask dtype"
+    if attn_mask.dim() > nd:
+        return "attn_mask rank"
     return None
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
                                  scale=None, enable_gqa=False):
     """torch.nn.functional.scaled_dot_product_attention, computed by libmfa (see the module doc)."""
-    reason = _why_not(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
-    if reason is None and _autograd._compiling():
-        # Traced by Dynamo: the call becomes the mfa::attention_fwd custom op in the graph. The
-        # counters are not touched here (they would be a side effect for Dynamo to replay).
-        try:
-            return _run(query, key, value, attn_mask, bool(is_causal), scale, enable_gqa, True)
-        except _ShapeRejected:
-            reason = "shapes PyTorch rejects or broadcasts in ways libmfa does not"
-    if reason is None:
-        try:
-            out = _run(query, key, value, attn_mask, bool(is_causal), scale, enable_gqa, False)
+    try:
+        job = _common_job(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+        if job is not None:
+            if _grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad):
+                spec = ("bhsd", None, None, CAUSAL_TOP_LEFT if is_causal else NO_MASK, scale, 0.0, False)
+                out = _Attention.apply(query, key, value, (spec, attn_mask, False, job))
+            else:
+                out = run_job(query, job, False)[0]
             next(_mfa_calls)
             return out
-        except _ShapeRejected:
-            reason = "shapes PyTorch rejects or broadcasts in ways libmfa does not"
-        except DeviceNotSupportedError as e:
-            if query.is_cuda:
-                _cuda_missing[query.get_device()] = e.message
-            reason = "no CUDA backend" if query.is_cuda else f"libmfa: {type(e).__name__}"
-        except Error as e:
-            reason = f"libmfa: {type(e).__name__}"
+    except Error as e:
+        reason = _refused(query, e)
+    else:
+        reason = _why_not(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)
+        if reason is None and _autograd._compiling():
+            # Traced by Dynamo: the call becomes the mfa::attention_fwd custom op in the graph. The
+            # counters are not touched here (they would be a side effect for Dynamo to replay).
+            try:
+                return _run(query, key, value, attn_mask, bool(is_causal), scale, enable_gqa, True)
+            except _ShapeRejected:
+                reason = "shapes PyTorch rejects or broadcasts in ways libmfa does not"
+        if reason is None:
+            try:
+                out = _run(query, key, value, attn_mask, bool(is_causal), scale, enable_gqa, False)
+                next(_mfa_calls)
+                return out
+            except _ShapeRejected:
+                reason = "shapes PyTorch rejects or broadcasts in ways libmfa does not"
+            except Error as e:
+                reason = _refused(query, e)
     _count_fallback(reason)
     kw = {"enable_gqa": True} if enable_gqa else {}
     return _torch_sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                        scale=scale, **kw)
+
+
+def _common_job(q, k, v, attn_mask, dropout_p, is_causal, scale, enable_gqa):
+    """The libmfa job (_core.torch_job) for the common call, made from one reading of the
+    tensors: plain 4-D tensors without dropout, k and v with q's batch and kv heads PyTorch
+    takes as they are (equal, 1, or a divisor with enable_gqa). None for anything else, which
+    the general path sorts out (3-D inputs, broadcasting, the fallbacks and their reasons)."""
+    T = torch.Tensor
+    if (type(q) is not T or type(k) is not T or type(v) is not T or dropout_p or q.is_nested or k.is_nested
+            or v.is_nested or (scale is not None and not scale > 0) or _cuda_missing or _autograd._compiling()):
+        return None
+    if attn_mask is not None and _mask_why_not(attn_mask, is_causal, q.dtype, 4) is not None:
+        return None
+    return torch_job(q, k, v, "bhsd", CAUSAL_TOP_LEFT if is_causal else NO_MASK, attn_mask, scale, 0.0, None,
+                     gqa=enable_gqa)
+
+
+def _refused(q, e: Error) -> str:
+    """The fallback reason for a call libmfa refused (remembering a device without CUDA)."""
+    if isinstance(e, DeviceNotSupportedError) and q.is_cuda:
+        _cuda_missing[q.get_device()] = e.message
+        return "no CUDA backend"
+    return f"libmfa: {type(e).__name__}"
 
 
 def _broadcast_kv(q, k, v, enable_gqa):
