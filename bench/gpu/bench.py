@@ -189,6 +189,7 @@ def main():
     ap.add_argument("--modes", nargs="+", choices=["fwd", "bwd"], default=["fwd", "bwd"], help="grid passes")
     ap.add_argument("--peers", nargs="+", help="grid peers (default flash cudnn efficient)")
     ap.add_argument("--grid-only", action="store_true", help="skip the fp16, window and fp32 rows")
+    ap.add_argument("--fp32-only", action="store_true", help="only the fp32 rows")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     mfa = Mfa(args.lib)
@@ -203,7 +204,7 @@ def main():
     print(header)
     dims = args.dims or ([128] if args.quick else [64, 128, 256])
     seqs = args.seqs or ([4096, 16384] if args.quick else [1024, 4096, 16384])
-    for bwd in [m == "bwd" for m in args.modes]:
+    for bwd in [] if args.fp32_only else [m == "bwd" for m in args.modes]:
         for D in dims:
             for S in seqs:
                 for causal in (False, True):
@@ -215,7 +216,7 @@ def main():
         r = measure(Case(mfa, 4, 4096, 16, 128, torch.float16, False, bwd=bwd), grid_peers)
         rows.append(r)
         print(fmt_row(r), flush=True)
-    for w in () if args.grid_only else (256, 1024):
+    for w in () if args.grid_only or args.fp32_only else (256, 1024):
         for bwd in (False, True):
             r = measure(Case(mfa, 1, 16384, 16, 128, torch.bfloat16, window=(w - 1, 0), bwd=bwd), ["flex"])
             rows.append(r)
