@@ -172,6 +172,16 @@ const mfa_check_case_t mfa_check_cases[] = {
     {"bwd_varlen_causal_br_no_keys", SHAPE(5, 63, 127, 4, 2, 32, 32), .varlen = 1, CAUSAL, BR, BWD},
     {"bwd_f16", SHAPE(2, 127, 127, 2, 2, 64, 64), .in_dtype = F16, .out_dtype = F16, BWD},
     {"bwd_bf16", SHAPE(2, 127, 127, 2, 2, 64, 64), .in_dtype = BF16, .out_dtype = BF16, BWD},
+    /* 16-bit backward at the tensor-core kernels' other tile shapes: several query tiles of 128
+     * rows (d64), staged dQ with GQA and the causal edge (d128), dQ from registers with a window
+     * (d256), a head dim padded up (96 -> 128) with varlen and bottom-right causal */
+    {"bwd_bf16_s300_d64", SHAPE(2, 300, 300, 2, 2, 64, 64), .in_dtype = BF16, .out_dtype = BF16, BWD},
+    {"bwd_bf16_d128_causal_gqa2", SHAPE(1, 257, 257, 4, 2, 128, 128), .in_dtype = BF16, .out_dtype = BF16,
+     CAUSAL, BWD},
+    {"bwd_f16_d256_window", SHAPE(1, 200, 200, 2, 2, 256, 256), .in_dtype = F16, .out_dtype = F16, WINDOW(64, 0),
+     BWD},
+    {"bwd_bf16_d96_varlen_causal_br", SHAPE(3, 100, 130, 2, 1, 96, 96), .varlen = 1, .in_dtype = BF16,
+     .out_dtype = BF16, CAUSAL, BR, BWD},
     {"bwd_bf16_in_f32_out", SHAPE(1, 63, 63, 2, 2, 64, 64), .in_dtype = BF16, BWD},
     {"bwd_f32_in_f16_out_causal", SHAPE(1, 127, 127, 2, 2, 64, 64), .out_dtype = F16, CAUSAL, BWD},
     {"bwd_bhsd", SHAPE(2, 63, 63, 2, 2, 64, 64), .layout = MFA_CHECK_BHSD, BWD},
