@@ -4,7 +4,9 @@
  * D_i = rowsum(dO_i * O_i), dS = P * (dP - D) (times 1 - tanh^2 under softcap), and
  *     dQ = scale * dS K,    dK = scale * dS^T Q,    dV = P^T dO.
  * Three passes, each parallel over independent outputs:
- *   0. D for every (batch, q head, row), laid out like the LSE;
+ *   0. D for every (batch, q head, row), laid out like the LSE; Q and dO gathered into fp32 query
+ *      blocks (pass 2 reads every block once per key tile: converting it there each time cost
+ *      13% of the backward);
  *   1. dQ per block of query rows of one (batch, q head), streaming key tiles;
  *   2. dK, dV per tile of keys of one (batch, kv head), streaming the query blocks of every q head
  *      of its GQA group that can see those keys. */
@@ -20,31 +22,29 @@ typedef struct {
     mfa_cpu_kv_t kv;
     int64_t q_blocks; /* per (batch, head) */
     float *delta;     /* D, indexed like the LSE */
+    float *q_blocks_f32, *do_blocks_f32; /* [b][h][q block][BQ][Dq or Dv]: Q and dO, packed in pass 0 */
     float *scratch;
     size_t scratch_floats;
 } bwd_job_t;
 
 /* Per-thread scratch, carved from one block. */
 typedef struct {
-    float *qbuf, *dobuf; /* converted Q [BQ][Dq] and dO [BQ][Dv] rows when not f32 */
     float *lse2, *delta; /* [BQ]: lse * log2(e), D */
     float *S, *dP, *dcap; /* [BQ][BK]: scores then P; dP then dS; softcap derivative */
     float *T;            /* [BK][BQ]: P^T or dS^T */
-    float *acc;          /* dQ [BQ][Dq], or dK [BK][Dq] + dV [BK][Dv] */
+    float *acc;          /* dQ [BQ][Dq], or dK [BK][Dq] + dV [BK][Dv], or converted O [BQ][Dv] (pass 0) */
 } scratch_t;
 
 static size_t scratch_floats(const mfa_problem_t *pr) {
     const size_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK, Dq = (size_t)pr->p.head_dim_qk, Dv = (size_t)pr->p.head_dim_v;
-    const size_t acc = BQ * Dq > BK * (Dq + Dv) ? BQ * Dq : BK * (Dq + Dv);
-    return BQ * (Dq + Dv) + 2 * BQ + 3 * BQ * BK + BK * BQ + acc;
+    const size_t rows = BQ * (Dq > Dv ? Dq : Dv), acc = rows > BK * (Dq + Dv) ? rows : BK * (Dq + Dv);
+    return 2 * BQ + 3 * BQ * BK + BK * BQ + acc;
 }
 
 static scratch_t carve(const bwd_job_t *job, int thread) {
-    const int64_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK, Dq = job->pr->p.head_dim_qk, Dv = job->pr->p.head_dim_v;
+    const int64_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK;
     float *at = job->scratch + (size_t)thread * job->scratch_floats;
     scratch_t w;
-    w.qbuf = at, at += BQ * Dq;
-    w.dobuf = at, at += BQ * Dv;
     w.lse2 = at, at += BQ;
     w.delta = at, at += BQ;
     w.S = at, at += BQ * BK;
@@ -61,12 +61,27 @@ typedef struct {
     int64_t ldq, lddo;
 } rows_t;
 
+/* The packed block of query rows [i0, i0 + BQ) of (b, h): [BQ][dim]. */
+static float *block_rows(const bwd_job_t *job, float *packed, int64_t b, int64_t h, int64_t i0, int64_t dim) {
+    const int64_t block = (b * job->pr->p.heads_q + h) * job->q_blocks + i0 / MFA_CPU_BQ;
+    return packed + (size_t)(block * MFA_CPU_BQ * dim);
+}
+
+/* Rows [t0, t0 + n) of tensor t (batch index tb, head h) converted into dst [n][dim]. */
+static void gather_rows(const bwd_job_t *job, const mfa_tensor_t *t, int64_t tb, int64_t h, int64_t t0, int64_t n,
+                        int64_t dim, float *dst) {
+    int64_t ld;
+    const float *src = mfa_cpu_rows(job->k, t, tb, h, t0, n, dim, dst, &ld);
+    if (src != dst)
+        for (int64_t r = 0; r < n; r++) memcpy(dst + r * dim, src + r * ld, sizeof(float) * (size_t)dim);
+}
+
 static rows_t load_rows(const bwd_job_t *job, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0, int64_t n,
                         scratch_t *w) {
     const mfa_problem_t *pr = job->pr;
     rows_t r;
-    r.q = mfa_cpu_rows(job->k, &pr->p.q, s->tb, h, s->q0 + i0, n, pr->p.head_dim_qk, w->qbuf, &r.ldq);
-    r.dout = mfa_cpu_rows(job->k, &pr->p.dout, s->tb, h, s->q0 + i0, n, pr->p.head_dim_v, w->dobuf, &r.lddo);
+    r.q = block_rows(job, job->q_blocks_f32, b, h, i0, pr->p.head_dim_qk), r.ldq = pr->p.head_dim_qk;
+    r.dout = block_rows(job, job->do_blocks_f32, b, h, i0, pr->p.head_dim_v), r.lddo = pr->p.head_dim_v;
     for (int64_t i = 0; i < n; i++) {
         const int64_t at = mfa_lse_index(pr, b, s, h, i0 + i);
         w->lse2[i] = pr->p.lse[at] * MFA_LOG2E;
@@ -82,10 +97,11 @@ static void tile_p_ds(const bwd_job_t *job, int64_t b, int64_t h, const mfa_seq_
     const mfa_cpu_kernels_t *k = job->k;
     const int64_t BK = MFA_CPU_BK, hk = h / pr->group, j0 = kb * BK;
     float *dcap = pr->p.softcap > 0 ? w->dcap : NULL;
-    k->gemm(n, nk, pr->p.head_dim_qk, rows->q, rows->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), BK, w->S, BK, false);
+    mfa_cpu_gemm_panels(k, n, nk, pr->p.head_dim_qk, rows->q, rows->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), w->S,
+                        BK, false);
     const float mul = mfa_cpu_finish_scores(pr, b, h, s, i0, n, j0, nk, w->S, BK, dcap);
-    k->gemm(n, nk, pr->p.head_dim_v, rows->dout, rows->lddo, mfa_cpu_kv_vt(pr, &job->kv, b, hk, kb), BK, w->dP, BK,
-            false);
+    mfa_cpu_gemm_panels(k, n, nk, pr->p.head_dim_v, rows->dout, rows->lddo, mfa_cpu_kv_vt(pr, &job->kv, b, hk, kb),
+                        w->dP, BK, false);
     for (int64_t r = 0; r < n; r++) {
         float *P = w->S + r * BK, *dS = w->dP + r * BK;
         if (w->lse2[r] == -INFINITY) memset(P, 0, sizeof(float) * (size_t)nk); /* a row that kept nothing */
@@ -103,22 +119,24 @@ static void transpose(const float *src, int64_t n, int64_t nk, float *dst) {
         for (int64_t c = 0; c < nk; c++) dst[c * MFA_CPU_BQ + r] = src[r * MFA_CPU_BK + c];
 }
 
-/* Pass 0: D_i = sum_e dO_ie * O_ie for one query block. */
+/* Pass 0: D_i = sum_e dO_ie * O_ie for one query block; its Q and dO rows packed. */
 static void delta_item(void *arg, int64_t item, int thread) {
     const bwd_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
-    const int64_t Dv = pr->p.head_dim_v;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
     mfa_cpu_qblock_t blk;
     if (!mfa_cpu_qblock(pr, job->q_blocks, item, &blk)) return;
     const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
     const mfa_seq_t s = blk.s;
     scratch_t w = carve(job, thread);
-    int64_t ldo, lddo;
+    gather_rows(job, &pr->p.q, s.tb, h, s.q0 + i0, n, Dq, block_rows(job, job->q_blocks_f32, b, h, i0, Dq));
+    float *g = block_rows(job, job->do_blocks_f32, b, h, i0, Dv);
+    gather_rows(job, &pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, g);
+    int64_t ldo;
     const float *o = mfa_cpu_rows(job->k, &pr->p.o, s.tb, h, s.q0 + i0, n, Dv, w.acc, &ldo);
-    const float *g = mfa_cpu_rows(job->k, &pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, w.dobuf, &lddo);
     for (int64_t r = 0; r < n; r++) {
         float sum = 0.0f;
-        for (int64_t e = 0; e < Dv; e++) sum += o[r * ldo + e] * g[r * lddo + e];
+        for (int64_t e = 0; e < Dv; e++) sum += o[r * ldo + e] * g[r * Dv + e];
         job->delta[mfa_lse_index(pr, b, &s, h, i0 + r)] = sum;
     }
 }
@@ -142,9 +160,8 @@ static void dq_item(void *arg, int64_t item, int thread) {
         const int64_t nk = s.sk - kb * BK < BK ? s.sk - kb * BK : BK;
         if (!mfa_cpu_block_tile_kept(pr, b, h, i0, n, kb * BK, nk)) continue;
         tile_p_ds(job, b, h, &s, i0, n, kb, nk, &rows, &w);
-        int64_t ldk;
-        const float *krows = mfa_cpu_kv_k_rows(pr, &job->kv, &s, b, h / pr->group, kb, &ldk);
-        job->k->gemm(n, Dq, nk, w.dP, BK, krows, ldk, w.acc, Dq, true);
+        mfa_cpu_gemm_panels(job->k, n, Dq, nk, w.dP, BK, mfa_cpu_kv_k_rows(pr, &job->kv, b, h / pr->group, kb), w.acc,
+                            Dq, true);
     }
     job->k->scale(w.acc, n * Dq, pr->scale);
     mfa_cpu_store_rows(&pr->p.dq, s.tb, h, s.q0 + i0, n, Dq, w.acc);
@@ -196,8 +213,10 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
     const int64_t k_items = p->batch * p->heads_kv * job.kv.k_blocks;
     const int threads = mfa_cpu_threads_for(ctx, q_items > k_items ? q_items : k_items);
     const size_t delta_floats = (size_t)(p->batch * p->heads_q * p->seqlen_q); /* varlen: heads * total */
+    const size_t packed_rows = (size_t)(q_items * MFA_CPU_BQ); /* rows of every packed query block */
     job.scratch_floats = scratch_floats(pr);
-    const size_t bytes = sizeof(float) * (job.scratch_floats * (size_t)threads + delta_floats);
+    const size_t bytes = sizeof(float) * (job.scratch_floats * (size_t)threads + delta_floats +
+                                          packed_rows * (size_t)(p->head_dim_qk + p->head_dim_v));
     job.scratch = malloc(bytes);
     if (!job.scratch) {
         mfa_cpu_kv_free(&job.kv);
@@ -205,6 +224,8 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
                              bytes);
     }
     job.delta = job.scratch + job.scratch_floats * (size_t)threads;
+    job.q_blocks_f32 = job.delta + delta_floats;
+    job.do_blocks_f32 = job.q_blocks_f32 + packed_rows * (size_t)p->head_dim_qk;
     mfa_cpu_parallel_for(threads, q_items, delta_item, &job);
     mfa_cpu_parallel_for(threads, q_items, dq_item, &job);
     mfa_cpu_parallel_for(threads, k_items, dkv_item, &job);

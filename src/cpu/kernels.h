@@ -21,6 +21,10 @@ typedef struct mfa_cpu_kernels {
      * dV += P^T dO, dK += dS^T Q) is this one call. */
     void (*gemm)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                  float *C, int64_t ldc, bool accumulate);
+    /* The microkernel's panel width: gemm reads B in panels of nr columns, so B operands packed
+     * once per call (K^T, V) are stored panel by panel, each panel contiguous (cpu.h,
+     * mfa_cpu_panels_t). 0: no panels, B stays plain row-major (the scalar table). */
+    int64_t nr;
 
     /* x[i] = 2^(x[i] * mul - sub) for i < n (0 where x[i] = -inf); returns the sum. The online
      * softmax works in base 2: exp(s - m) = 2^(s*log2e - m*log2e). */

@@ -1,9 +1,10 @@
 /* pack.c — K (and V) converted to fp32 and laid out for the GEMMs, once per call.
  *
  * S = Q K^T wants K^T tiles ([dim][BK]: a row of B is one dim across the tile's keys); the
- * backward's dP = dO V^T wants V^T tiles likewise. Rows of K/V are used in place when the tensor
- * is f32 with unit dim stride, and packed otherwise. Packing is one parallel pass over K/V, small
- * next to the attention that reads every tile seqlen_q / BQ times. */
+ * backward's dP = dO V^T wants V^T tiles likewise; O += P V and dQ += dS K want row tiles
+ * ([BK][dim]). Every fp32 tile is stored in the microkernel's column panels (cpu.h), whatever
+ * the tensor's layout, so even f32-contiguous rows are copied. Packing is one parallel pass over
+ * K/V, small next to the attention that reads every tile seqlen_q / BQ times. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,23 +22,31 @@ static size_t tile_index(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_
     return (size_t)((b * pr->p.heads_kv + hk) * kv->k_blocks + kb);
 }
 
-/* Tile rows transposed into dst [dim][BK]; rows past nk are zero. */
+/* Tile rows transposed into dst [dim][BK] (in panels); keys past nk are zero. */
 static void pack_transposed(const pack_job_t *job, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
                             int64_t nk, int64_t dim, float *row, float *dst) {
-    if (nk < MFA_CPU_BK) memset(dst, 0, sizeof(float) * (size_t)(dim * MFA_CPU_BK));
+    const int64_t BK = MFA_CPU_BK, nr = job->kv->nr;
+    if (nk < BK) memset(dst, 0, sizeof(float) * (size_t)(dim * BK));
     for (int64_t c = 0; c < nk; c++) {
         int64_t ld;
         const float *src = mfa_cpu_rows(job->k, t, s->tb, hk, s->k0 + j0 + c, 1, dim, row, &ld);
-        for (int64_t d = 0; d < dim; d++) dst[d * MFA_CPU_BK + c] = src[d];
+        for (int64_t d = 0; d < dim; d++) dst[mfa_cpu_panel_offset(nr, dim, BK, d, c)] = src[d];
     }
 }
 
+/* Tile rows into dst [BK][dim] (in panels); rows past nk are zero. */
 static void pack_rows(const pack_job_t *job, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
-                      int64_t nk, int64_t dim, float *dst) {
-    int64_t ld;
-    const float *src = mfa_cpu_rows(job->k, t, s->tb, hk, s->k0 + j0, nk, dim, dst, &ld);
-    if (src != dst)
-        for (int64_t c = 0; c < nk; c++) memcpy(dst + c * dim, src + c * ld, sizeof(float) * (size_t)dim);
+                      int64_t nk, int64_t dim, float *row, float *dst) {
+    const int64_t BK = MFA_CPU_BK, nr = job->kv->nr;
+    if (nk < BK) memset(dst, 0, sizeof(float) * (size_t)(BK * dim));
+    for (int64_t c = 0; c < nk; c++) {
+        int64_t ld;
+        const float *src = mfa_cpu_rows(job->k, t, s->tb, hk, s->k0 + j0 + c, 1, dim, row, &ld);
+        for (int64_t first = 0; first < dim; first += nr > 0 ? nr : dim) { /* one run per panel */
+            const int64_t w = nr > 0 && dim - first > nr ? nr : dim - first;
+            memcpy(dst + mfa_cpu_panel_offset(nr, BK, dim, c, first), src + first, sizeof(float) * (size_t)w);
+        }
+    }
 }
 
 /* Raw bf16 element (token, head, d) of a bf16 tensor. */
@@ -79,27 +88,21 @@ static void pack_item(void *arg, int64_t item, int thread) {
     if (kv->kt_pairs) pack_k_pairs(&pr->p.k, &s, hk, j0, nk, Dq, kv->kt_pairs + tile * (size_t)(Dq * BK));
     if (kv->v_pairs) pack_v_pairs(&pr->p.v, &s, hk, j0, nk, Dv, kv->v_pairs + tile * (size_t)(BK * Dv));
     if (kv->vt) pack_transposed(job, &pr->p.v, &s, hk, j0, nk, Dv, row, kv->vt + tile * (size_t)(Dv * BK));
-    if (kv->k_rows) pack_rows(job, &pr->p.k, &s, hk, j0, nk, Dq, kv->k_rows + tile * (size_t)(BK * Dq));
-    if (kv->v_rows) pack_rows(job, &pr->p.v, &s, hk, j0, nk, Dv, kv->v_rows + tile * (size_t)(BK * Dv));
-}
-
-/* Rows usable in place as a GEMM operand: fp32, unit dim stride, rows densely packed. Rows
- * further apart (BSHD with many heads: a 4 KiB row stride) would map every row of a tile to the
- * same L1 set, so those are copied instead. */
-static bool is_dense_f32_rows(const mfa_tensor_t *t, int64_t dim) {
-    return t->dtype == MFA_DTYPE_F32 && t->stride[3] == 1 && t->stride[1] == dim;
+    if (kv->k_rows) pack_rows(job, &pr->p.k, &s, hk, j0, nk, Dq, row, kv->k_rows + tile * (size_t)(BK * Dq));
+    if (kv->v_rows) pack_rows(job, &pr->p.v, &s, hk, j0, nk, Dv, row, kv->v_rows + tile * (size_t)(BK * Dv));
 }
 
 mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what, mfa_cpu_kv_t *kv) {
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK;
     memset(kv, 0, sizeof *kv);
     kv->k_blocks = (pr->max_seqlen_kv + BK - 1) / BK;
+    kv->nr = mfa_cpu_kernels(ctx)->nr;
     const size_t tiles = (size_t)(pr->p.batch * pr->p.heads_kv * kv->k_blocks);
     if (!tiles) return MFA_SUCCESS;
     const bool k_pairs = what & MFA_CPU_PACK_K_PAIRS, v_pairs = what & MFA_CPU_PACK_V_PAIRS;
     const bool vt = what & MFA_CPU_PACK_VT;
-    const bool k_rows = (what & MFA_CPU_PACK_K_ROWS) && !is_dense_f32_rows(&pr->p.k, Dq);
-    const bool v_rows = (what & MFA_CPU_PACK_V_ROWS) && !v_pairs && !is_dense_f32_rows(&pr->p.v, Dv);
+    const bool k_rows = what & MFA_CPU_PACK_K_ROWS;
+    const bool v_rows = (what & MFA_CPU_PACK_V_ROWS) && !v_pairs;
     const int threads = mfa_cpu_threads_for(ctx, (int64_t)tiles);
     const int64_t row_floats = Dq > Dv ? Dq : Dv;
     /* one block: fp32 arrays first, then the bf16 pairs (4-byte aligned after floats) */
@@ -132,12 +135,27 @@ void mfa_cpu_kv_free(mfa_cpu_kv_t *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
-const float *mfa_cpu_kv_kt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
-    return kv->kt + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_qk * MFA_CPU_BK);
+static mfa_cpu_panels_t tile_panels(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const float *tiles, int64_t b,
+                                    int64_t hk, int64_t kb, int64_t rows, int64_t cols) {
+    return (mfa_cpu_panels_t){tiles + tile_index(pr, kv, b, hk, kb) * (size_t)(rows * cols), rows, cols};
 }
 
-const float *mfa_cpu_kv_vt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
-    return kv->vt + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_v * MFA_CPU_BK);
+mfa_cpu_panels_t mfa_cpu_kv_kt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
+    return tile_panels(pr, kv, kv->kt, b, hk, kb, pr->p.head_dim_qk, MFA_CPU_BK);
+}
+
+mfa_cpu_panels_t mfa_cpu_kv_vt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
+    return tile_panels(pr, kv, kv->vt, b, hk, kb, pr->p.head_dim_v, MFA_CPU_BK);
+}
+
+mfa_cpu_panels_t mfa_cpu_kv_k_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
+                                   int64_t kb) {
+    return tile_panels(pr, kv, kv->k_rows, b, hk, kb, MFA_CPU_BK, pr->p.head_dim_qk);
+}
+
+mfa_cpu_panels_t mfa_cpu_kv_v_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
+                                   int64_t kb) {
+    return tile_panels(pr, kv, kv->v_rows, b, hk, kb, MFA_CPU_BK, pr->p.head_dim_v);
 }
 
 const uint16_t *mfa_cpu_kv_kt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
@@ -148,25 +166,4 @@ const uint16_t *mfa_cpu_kv_kt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t 
 const uint16_t *mfa_cpu_kv_v_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                    int64_t kb) {
     return kv->v_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(MFA_CPU_BK * pr->p.head_dim_v);
-}
-
-static const float *key_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const float *packed,
-                             const mfa_tensor_t *t, const mfa_seq_t *s, int64_t b, int64_t hk, int64_t kb,
-                             int64_t dim, int64_t *ld) {
-    if (packed) {
-        *ld = dim;
-        return packed + tile_index(pr, kv, b, hk, kb) * (size_t)(MFA_CPU_BK * dim);
-    }
-    *ld = t->stride[1];
-    return (const float *)t->data + mfa_offset(t, s->tb, s->k0 + kb * MFA_CPU_BK, hk, 0);
-}
-
-const float *mfa_cpu_kv_k_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const mfa_seq_t *s, int64_t b,
-                               int64_t hk, int64_t kb, int64_t *ld) {
-    return key_rows(pr, kv, kv->k_rows, &pr->p.k, s, b, hk, kb, pr->p.head_dim_qk, ld);
-}
-
-const float *mfa_cpu_kv_v_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const mfa_seq_t *s, int64_t b,
-                               int64_t hk, int64_t kb, int64_t *ld) {
-    return key_rows(pr, kv, kv->v_rows, &pr->p.v, s, b, hk, kb, pr->p.head_dim_v, ld);
 }

@@ -1,5 +1,6 @@
-/* tile.c — fp32 views of tensor rows, stores back in the tensor's dtype, and the score finishing
- * (scale, softcap, dense bias, masks) shared by the forward and the backward. */
+/* tile.c — fp32 views of tensor rows, stores back in the tensor's dtype, the GEMM over packed
+ * panels, and the score finishing (scale, softcap, dense bias, masks) shared by the forward and
+ * the backward. */
 #include <math.h>
 #include <string.h>
 
@@ -29,6 +30,16 @@ const float *mfa_cpu_rows(const mfa_cpu_kernels_t *k, const mfa_tensor_t *t, int
     }
     *ld = dim;
     return scratch;
+}
+
+void mfa_cpu_gemm_panels(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                         mfa_cpu_panels_t B, float *C, int64_t ldc, bool accumulate) {
+    const int64_t width = k->nr > 0 ? k->nr : B.cols;
+    for (int64_t first = 0; first < N; first += width) {
+        const int64_t stored = B.cols - first < width ? B.cols - first : width; /* this panel's row length */
+        const int64_t used = N - first < width ? N - first : width;
+        k->gemm(M, used, K, A, lda, B.data + first * B.rows, stored, C + first, ldc, accumulate);
+    }
 }
 
 void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
@@ -86,6 +97,21 @@ void mfa_cpu_tile_key_range(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t
     int64_t lo_last, hi_first;
     mfa_key_range(pr, i0, s->sq, s->sk, lo, &hi_first);
     mfa_key_range(pr, i0 + n - 1, s->sq, s->sk, &lo_last, hi);
+}
+
+/* Whether row i sees any key of [j0, j0 + nk). */
+static bool row_sees(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i, int64_t j0, int64_t nk) {
+    int64_t lo, hi;
+    mfa_key_range(pr, i, s->sq, s->sk, &lo, &hi);
+    return lo < hi && hi > j0 && lo < j0 + nk;
+}
+
+void mfa_cpu_tile_rows(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t j0, int64_t nk,
+                       int64_t *r_lo, int64_t *r_hi) {
+    int64_t a = 0, z = n;
+    while (a < z && !row_sees(pr, s, i0 + a, j0, nk)) a++;
+    while (z > a && !row_sees(pr, s, i0 + z - 1, j0, nk)) z--;
+    *r_lo = a, *r_hi = z;
 }
 
 bool mfa_cpu_block_tile_kept(const mfa_problem_t *pr, int64_t b, int64_t h, int64_t i0, int64_t n, int64_t j0,

@@ -48,6 +48,8 @@ const mfa_check_case_t mfa_check_cases[] = {
     {"s127_d80", SHAPE(1, 127, 127, 2, 2, 80, 80)},
     {"s257_d96", SHAPE(1, 257, 257, 2, 2, 96, 96), LSE},
     {"s127_d128", SHAPE(2, 127, 127, 2, 2, 128, 128)},
+    /* head dims off every kernel's panel width (cpu: 16 avx2, 32 avx512) and tensor-core tile */
+    {"s127_dqk40_dv24", SHAPE(2, 127, 127, 2, 2, 40, 24), LSE},
     {"s63_d256", SHAPE(1, 63, 63, 2, 2, 256, 256), LSE},
     {"s257_d256_bf16", SHAPE(1, 257, 257, 1, 1, 256, 256), .in_dtype = BF16, .out_dtype = BF16},
     {"s1000_d64", SHAPE(1, 1000, 1000, 2, 2, 64, 64), LSE},
@@ -182,6 +184,7 @@ const mfa_check_case_t mfa_check_cases[] = {
      BWD},
     {"bwd_bf16_d96_varlen_causal_br", SHAPE(3, 100, 130, 2, 1, 96, 96), .varlen = 1, .in_dtype = BF16,
      .out_dtype = BF16, CAUSAL, BR, BWD},
+    {"bwd_s100_dqk40_dv24_causal", SHAPE(1, 100, 100, 2, 2, 40, 24), CAUSAL, BWD},
     {"bwd_bf16_in_f32_out", SHAPE(1, 63, 63, 2, 2, 64, 64), .in_dtype = BF16, BWD},
     {"bwd_f32_in_f16_out_causal", SHAPE(1, 127, 127, 2, 2, 64, 64), .out_dtype = F16, CAUSAL, BWD},
     {"bwd_bhsd", SHAPE(2, 63, 63, 2, 2, 64, 64), .layout = MFA_CHECK_BHSD, BWD},

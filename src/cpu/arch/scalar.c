@@ -45,7 +45,8 @@ static void to_f32(float *dst, const void *src, int32_t dtype, int64_t n) {
 }
 
 const mfa_cpu_kernels_t mfa_cpu_kernels_scalar = {
-    .isa = "scalar", .gemm = gemm, .exp2_sum = exp2_sum, .max = max, .scale = scale, .to_f32 = to_f32,
+    .isa = "scalar", .gemm = gemm, .nr = 0 /* plain row-major B */, .exp2_sum = exp2_sum, .max = max,
+    .scale = scale, .to_f32 = to_f32,
 };
 
 /* VDPBF16PS's arithmetic: each pair a0*b0 + a1*b1 of bf16 products (exact in fp32) is added to
@@ -69,6 +70,6 @@ static void to_bf16(uint16_t *dst, const float *src, int64_t n) {
 }
 
 const mfa_cpu_kernels_t mfa_cpu_kernels_scalar_bf16 = {
-    .isa = "scalar-bf16", .gemm = gemm, .exp2_sum = exp2_sum, .max = max, .scale = scale, .to_f32 = to_f32,
+    .isa = "scalar-bf16", .gemm = gemm, .nr = 0, .exp2_sum = exp2_sum, .max = max, .scale = scale, .to_f32 = to_f32,
     .gemm_bf16 = gemm_bf16, .to_bf16 = to_bf16,
 };

@@ -1,0 +1,138 @@
+/* ab_lib.c — A/B timing of two builds of libmfa inside one process, for a shared, noisy
+ * machine: both libraries are dlopen'ed side by side and their calls alternate A B A B ... on
+ * the same tensors, so both see the same machine state; it prints the median ms of each and the
+ * median of the pairwise ratios (B time / A time: > 1 means A is faster) with its spread.
+ * Time is wall time; with --threads 1 it is also the calling thread's CPU time (the library runs
+ * one thread on the caller), which other processes' load does not inflate.
+ *
+ * Build: gcc -O2 -Iinclude bench/cpu/ab_lib.c -o /tmp/ab_lib -ldl -lm
+ * Run:   /tmp/ab_lib A/libmfa.so B/libmfa.so [--seq 2048] [--dim 128] [--heads 8] [--causal]
+ *                    [--bwd] [--threads 1] [--pairs 15]
+ * Copy one of two libraries of the same path elsewhere first: dlopen loads a path once. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mfa.h"
+
+typedef struct {
+    void (*params_init)(mfa_attention_params_t *);
+    void (*options_init)(mfa_context_options_t *);
+    mfa_error_t (*create)(mfa_context_t *, const mfa_context_options_t *);
+    mfa_error_t (*fwd)(mfa_context_t, const mfa_attention_params_t *);
+    mfa_error_t (*bwd)(mfa_context_t, const mfa_attention_params_t *);
+    const char *(*describe)(mfa_context_t);
+    mfa_context_t ctx;
+} lib_t;
+
+static void (*tensor_contiguous)(mfa_tensor_t *, void *, int32_t, int64_t, int64_t, int64_t);
+
+static int open_lib(const char *path, int threads, lib_t *l) {
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (!h) return fprintf(stderr, "ab_lib: %s\n", dlerror()), -1;
+    *(void **)&l->params_init = dlsym(h, "mfa_attention_params_init");
+    *(void **)&l->options_init = dlsym(h, "mfa_context_options_init");
+    *(void **)&l->create = dlsym(h, "mfa_create_context_ex");
+    *(void **)&l->fwd = dlsym(h, "mfa_attention_fwd");
+    *(void **)&l->bwd = dlsym(h, "mfa_attention_bwd");
+    *(void **)&l->describe = dlsym(h, "mfa_context_description");
+    *(void **)&tensor_contiguous = dlsym(h, "mfa_tensor_contiguous");
+    mfa_context_options_t o;
+    l->options_init(&o);
+    o.backend = MFA_BACKEND_CPU;
+    o.num_threads = threads;
+    return l->create(&l->ctx, &o) == MFA_SUCCESS ? 0 : -1;
+}
+
+static double seconds(clockid_t clock) {
+    struct timespec t;
+    clock_gettime(clock, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *x, int n) {
+    double s[256];
+    memcpy(s, x, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof s[0], cmp_double);
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+/* contiguous [1, seq, heads, dim] fp32, uniform in [-2, 2) from a fixed LCG */
+static float *tensor(mfa_tensor_t *t, int64_t seq, int64_t heads, int64_t dim, unsigned *state) {
+    const size_t n = (size_t)(seq * heads * dim);
+    float *p = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        *state = *state * 1664525u + 1013904223u;
+        p[i] = (float)(*state >> 8) / 4194304.0f - 2.0f;
+    }
+    tensor_contiguous(t, p, MFA_DTYPE_F32, seq, heads, dim);
+    return p;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) return fprintf(stderr, "usage: ab_lib A.so B.so [options] (see the top of ab_lib.c)\n"), 2;
+    int64_t seq = 2048, dim = 128, heads = 8;
+    int threads = 1, pairs = 15, causal = 0, bwd = 0;
+    for (int i = 3; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
+        if (!strcmp(a, "--causal")) causal = 1;
+        else if (!strcmp(a, "--bwd")) bwd = 1;
+        else if (!strcmp(a, "--seq")) seq = atoll(v), i++;
+        else if (!strcmp(a, "--dim")) dim = atoll(v), i++;
+        else if (!strcmp(a, "--heads")) heads = atoll(v), i++;
+        else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
+        else if (!strcmp(a, "--pairs")) pairs = atoi(v), i++;
+    }
+    if (pairs > 256) pairs = 256;
+    lib_t lib[2];
+    for (int s = 0; s < 2; s++)
+        if (open_lib(argv[1 + s], threads, &lib[s])) return 1;
+    unsigned state = 42;
+    mfa_attention_params_t p;
+    lib[0].params_init(&p);
+    p.batch = 1, p.seqlen_q = p.seqlen_kv = seq, p.heads_q = p.heads_kv = heads;
+    p.head_dim_qk = p.head_dim_v = dim;
+    p.mask = causal ? MFA_MASK_CAUSAL : MFA_MASK_NONE;
+    tensor(&p.q, seq, heads, dim, &state), tensor(&p.k, seq, heads, dim, &state); /* freed at exit */
+    tensor(&p.v, seq, heads, dim, &state), tensor(&p.o, seq, heads, dim, &state);
+    if (bwd) { /* the backward's inputs: o and lse from one forward */
+        p.lse = malloc(sizeof(float) * (size_t)(heads * seq));
+        tensor(&p.dout, seq, heads, dim, &state), tensor(&p.dq, seq, heads, dim, &state);
+        tensor(&p.dk, seq, heads, dim, &state), tensor(&p.dv, seq, heads, dim, &state);
+        if (lib[0].fwd(lib[0].ctx, &p)) return fprintf(stderr, "ab_lib: forward failed\n"), 1;
+    }
+    const double pairs_visited = causal ? 0.5 * (double)seq * (double)(seq + 1) : (double)seq * (double)seq;
+    const double gflop = (bwd ? 10.0 : 4.0) * (double)heads * pairs_visited * (double)dim * 1e-9;
+    double wall[2][256], cpu[2][256], ratio_wall[256], ratio_cpu[256];
+    for (int i = -1; i < pairs; i++) { /* i = -1: warm-up */
+        for (int s = 0; s < 2; s++) {
+            const double w0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_THREAD_CPUTIME_ID);
+            const mfa_error_t e = bwd ? lib[s].bwd(lib[s].ctx, &p) : lib[s].fwd(lib[s].ctx, &p);
+            const double c1 = seconds(CLOCK_THREAD_CPUTIME_ID), w1 = seconds(CLOCK_MONOTONIC);
+            if (e) return fprintf(stderr, "ab_lib: call failed (%d)\n", e), 1;
+            if (i >= 0) wall[s][i] = w1 - w0, cpu[s][i] = c1 - c0;
+        }
+        if (i >= 0) ratio_wall[i] = wall[1][i] / wall[0][i], ratio_cpu[i] = cpu[1][i] / cpu[0][i];
+    }
+    double lo = 1e9, hi = 0;
+    for (int i = 0; i < pairs; i++) lo = fmin(lo, ratio_wall[i]), hi = fmax(hi, ratio_wall[i]);
+    printf("seq %lld dim %lld heads %lld %s %s, %d thread(s), %d pairs  [%s]\n", (long long)seq, (long long)dim,
+           (long long)heads, causal ? "causal" : "full", bwd ? "bwd" : "fwd", threads, pairs,
+           lib[0].describe(lib[0].ctx));
+    printf("  wall: A %.2f ms (%.1f GFLOP/s)  B %.2f ms (%.1f GFLOP/s)  speedup B/A %.3f [%.3f, %.3f]\n",
+           1e3 * median(wall[0], pairs), gflop / median(wall[0], pairs), 1e3 * median(wall[1], pairs),
+           gflop / median(wall[1], pairs), median(ratio_wall, pairs), lo, hi);
+    if (threads == 1)
+        printf("  cpu:  A %.1f GFLOP/s  B %.1f GFLOP/s  speedup %.3f\n", gflop / median(cpu[0], pairs),
+               gflop / median(cpu[1], pairs), median(ratio_cpu, pairs));
+    return 0;
+}
