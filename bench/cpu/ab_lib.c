@@ -7,6 +7,7 @@
  *
  * Build: gcc -O2 -Iinclude bench/cpu/ab_lib.c -o /tmp/ab_lib -ldl -lm
  * Run:   /tmp/ab_lib A/libmfa.so B/libmfa.so [--seq 2048] [--dim 128] [--heads 8] [--causal]
+ *                    [--window LEFT] (causal sliding window: keys i - LEFT .. i)
  *                    [--bwd] [--threads 1] [--pairs 15]
  * Copy one of two libraries of the same path elsewhere first: dlopen loads a path once. */
 #define _GNU_SOURCE
@@ -82,11 +83,13 @@ int main(int argc, char **argv) {
     if (argc < 3) return fprintf(stderr, "usage: ab_lib A.so B.so [options] (see the top of ab_lib.c)\n"), 2;
     int64_t seq = 2048, dim = 128, heads = 8;
     int threads = 1, pairs = 15, causal = 0, bwd = 0;
+    int64_t window = -1;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
         if (!strcmp(a, "--causal")) causal = 1;
         else if (!strcmp(a, "--bwd")) bwd = 1;
         else if (!strcmp(a, "--seq")) seq = atoll(v), i++;
+        else if (!strcmp(a, "--window")) window = atoll(v), i++;
         else if (!strcmp(a, "--dim")) dim = atoll(v), i++;
         else if (!strcmp(a, "--heads")) heads = atoll(v), i++;
         else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
@@ -102,6 +105,7 @@ int main(int argc, char **argv) {
     p.batch = 1, p.seqlen_q = p.seqlen_kv = seq, p.heads_q = p.heads_kv = heads;
     p.head_dim_qk = p.head_dim_v = dim;
     p.mask = causal ? MFA_MASK_CAUSAL : MFA_MASK_NONE;
+    if (window >= 0) p.mask = MFA_MASK_WINDOW, p.window_left = window, p.window_right = 0;
     tensor(&p.q, seq, heads, dim, &state), tensor(&p.k, seq, heads, dim, &state); /* freed at exit */
     tensor(&p.v, seq, heads, dim, &state), tensor(&p.o, seq, heads, dim, &state);
     if (bwd) { /* the backward's inputs: o and lse from one forward */
@@ -110,7 +114,11 @@ int main(int argc, char **argv) {
         tensor(&p.dk, seq, heads, dim, &state), tensor(&p.dv, seq, heads, dim, &state);
         if (lib[0].fwd(lib[0].ctx, &p)) return fprintf(stderr, "ab_lib: forward failed\n"), 1;
     }
-    const double pairs_visited = causal ? 0.5 * (double)seq * (double)(seq + 1) : (double)seq * (double)seq;
+    double pairs_visited = causal ? 0.5 * (double)seq * (double)(seq + 1) : (double)seq * (double)seq;
+    if (window >= 0) {
+        pairs_visited = 0;
+        for (int64_t i = 0; i < seq; i++) pairs_visited += (double)(i < window ? i + 1 : window + 1);
+    }
     const double gflop = (bwd ? 10.0 : 4.0) * (double)heads * pairs_visited * (double)dim * 1e-9;
     double wall[2][256], cpu[2][256], ratio_wall[256], ratio_cpu[256];
     for (int i = -1; i < pairs; i++) { /* i = -1: warm-up */
@@ -126,7 +134,7 @@ int main(int argc, char **argv) {
     double lo = 1e9, hi = 0;
     for (int i = 0; i < pairs; i++) lo = fmin(lo, ratio_wall[i]), hi = fmax(hi, ratio_wall[i]);
     printf("seq %lld dim %lld heads %lld %s %s, %d thread(s), %d pairs  [%s]\n", (long long)seq, (long long)dim,
-           (long long)heads, causal ? "causal" : "full", bwd ? "bwd" : "fwd", threads, pairs,
+           (long long)heads, window >= 0 ? "window" : causal ? "causal" : "full", bwd ? "bwd" : "fwd", threads, pairs,
            lib[0].describe(lib[0].ctx));
     printf("  wall: A %.2f ms (%.1f GFLOP/s)  B %.2f ms (%.1f GFLOP/s)  speedup B/A %.3f [%.3f, %.3f]\n",
            1e3 * median(wall[0], pairs), gflop / median(wall[0], pairs), 1e3 * median(wall[1], pairs),
