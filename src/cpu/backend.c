@@ -15,7 +15,11 @@ static mfa_error_t cpu_init(mfa_context *ctx) {
     return MFA_SUCCESS;
 }
 
-static void cpu_destroy(mfa_context *ctx) { free(ctx->backend_state); }
+static void cpu_destroy(mfa_context *ctx) {
+    mfa_cpu_state_t *state = ctx->backend_state;
+    if (state) free(state->pack_mem);
+    free(state);
+}
 
 const mfa_backend_t mfa_cpu_backend = {
     .interface_version = MFA_BACKEND_INTERFACE_VERSION,

@@ -27,6 +27,11 @@
 
 typedef struct mfa_cpu_state {
     const mfa_cpu_kernels_t *kernels; /* chosen once per context */
+    /* The K/V pack buffer, kept between calls (a context serves one call at a time): a fresh
+     * allocation of that size is fresh pages, and their faults were 12 % of a seq-4096 sliding-
+     * window forward, where each packed tile serves only ~3 query blocks. */
+    void *pack_mem;
+    size_t pack_bytes;
 } mfa_cpu_state_t;
 
 static inline const mfa_cpu_kernels_t *mfa_cpu_kernels(const mfa_context *ctx) {
@@ -102,7 +107,7 @@ void mfa_cpu_gemm_panels(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64
  * holds keys [kb*BK, kb*BK + BK) of sequence b and kv head hk, zero-padded past the end. The fp32
  * tiles are B operands in panels (above), nr from the kernel table. */
 typedef struct mfa_cpu_kv {
-    void *mem;        /* the one allocation behind every array below */
+    void *mem;        /* the context's pack buffer, behind every array below */
     int64_t k_blocks; /* tiles per (sequence, kv head) */
     int64_t nr;       /* panel width of the fp32 tiles */
     float *kt;        /* [b][hk][kb] tiles of K^T [head_dim_qk][BK]: B of S = Q K^T */
@@ -122,6 +127,7 @@ enum {
     MFA_CPU_PACK_V_PAIRS = 16, /* instead of v_rows */
 };
 mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what, mfa_cpu_kv_t *kv);
+/* Ends kv's use of the context's pack buffer (which the context keeps, see mfa_cpu_state_t). */
 void mfa_cpu_kv_free(mfa_cpu_kv_t *kv);
 /* The packed tiles of (batch b, kv head hk, key tile kb). */
 mfa_cpu_panels_t mfa_cpu_kv_kt(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb);

@@ -92,6 +92,18 @@ static void pack_item(void *arg, int64_t item, int thread) {
     if (kv->v_rows) pack_rows(job, &pr->p.v, &s, hk, j0, nk, Dv, row, kv->v_rows + tile * (size_t)(BK * Dv));
 }
 
+/* The context's pack buffer, at least `bytes` long: kept while it fits and is at most 4x the
+ * request (so one huge call does not pin its memory through a run of small ones), else replaced. */
+static void *pack_buffer(mfa_context *ctx, size_t bytes) {
+    mfa_cpu_state_t *state = ctx->backend_state;
+    if (state->pack_mem && state->pack_bytes >= bytes && state->pack_bytes / 4 <= bytes) return state->pack_mem;
+    free(state->pack_mem);
+    /* 64-byte aligned: the tiles' panels then start on cache lines (malloc gives 16) */
+    if (posix_memalign(&state->pack_mem, 64, bytes)) state->pack_mem = NULL;
+    state->pack_bytes = state->pack_mem ? bytes : 0;
+    return state->pack_mem;
+}
+
 mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what, mfa_cpu_kv_t *kv) {
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK;
     memset(kv, 0, sizeof *kv);
@@ -111,7 +123,7 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
                           (size_t)(threads * row_floats);
     const size_t halves = tiles * (size_t)(BK * ((k_pairs ? Dq : 0) + (v_pairs ? Dv : 0)));
     const size_t bytes = sizeof(float) * floats + sizeof(uint16_t) * halves;
-    float *at = malloc(bytes);
+    float *at = pack_buffer(ctx, bytes);
     if (!at)
         return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu backend: cannot allocate %zu bytes to pack K/V",
                              bytes);
@@ -130,10 +142,7 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     return MFA_SUCCESS;
 }
 
-void mfa_cpu_kv_free(mfa_cpu_kv_t *kv) {
-    free(kv->mem); /* one allocation holds every packed array */
-    memset(kv, 0, sizeof *kv);
-}
+void mfa_cpu_kv_free(mfa_cpu_kv_t *kv) { memset(kv, 0, sizeof *kv); /* the memory stays with the context */ }
 
 static mfa_cpu_panels_t tile_panels(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const float *tiles, int64_t b,
                                     int64_t hk, int64_t kb, int64_t rows, int64_t cols) {
