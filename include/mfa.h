@@ -122,7 +122,9 @@ typedef void *mfa_buffer_t;
  * MFA_NUM_THREADS). Returns MFA_SUCCESS and sets *context; on failure *context is NULL. */
 MFA_API mfa_error_t mfa_create_context(mfa_context_t *context);
 
-/* Destroys a context and every buffer it still owns. NULL is accepted and ignored. */
+/* Destroys a context and every buffer it still owns, and its workspace (a context keeps the
+ * scratch of its last calls for the next: on the cpu, the packed K/V of the largest recent call,
+ * about 8 bytes per key per kv head per head dim). NULL is accepted and ignored. */
 MFA_API void mfa_destroy_context(mfa_context_t context);
 
 /* Allocates size_bytes (> 0) of memory the backend computes on: host memory on the cpu
