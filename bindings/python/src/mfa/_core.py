@@ -418,6 +418,19 @@ def _cu_seqlens(x, name: str):
     return a, np_data(a), longest
 
 
+def _varlen(cu_q, cu_kv, b, sq, skv):
+    """The varlen offsets, if given: (batch, longest q, longest kv, cu) where cu = (q array, its
+    pointer, kv array, its pointer), the arrays kept alive by the caller until the call returns;
+    without offsets, (b, sq, skv, None). The longest lengths are the dense masks' extents."""
+    if cu_q is None and cu_kv is None:
+        return b, sq, skv, None
+    cq, pq, mq = _cu_seqlens(cu_q, "cu_seqlens_q")
+    ck, pk, mk = _cu_seqlens(cu_kv, "cu_seqlens_kv")
+    if cq.shape[0] != ck.shape[0]:
+        raise InvalidArgumentError(f"cu_seqlens_q has {cq.shape[0]} entries but cu_seqlens_kv has {ck.shape[0]}")
+    return cq.shape[0] - 1, mq, mk, (cq, pq, ck, pk)
+
+
 # ---- Forward and backward, for every layout ------------------------------------------------------
 def _check_qkv(q: Arr, k: Arr, v: Arr, layout: str):
     """Sizes (batch, seq_q, seq_kv, heads_q, heads_kv, dim_qk, dim_v) and strides of q, k, v,
@@ -445,15 +458,7 @@ def _forward(q, k, v, layout, cu_q, cu_kv, mspec, block_mask, block_size, attn_m
     dev = Q[DEVICE]
     ctx = default_context(dev) if context is None else pick_context(context, dev)
 
-    keep = None
-    mq, mk = sq, skv  # the mask extent: the longest sequences
-    if cu_q is not None or cu_kv is not None:
-        cq, pq, mq = _cu_seqlens(cu_q, "cu_seqlens_q")
-        ck, pk, mk = _cu_seqlens(cu_kv, "cu_seqlens_kv")
-        if cq.shape[0] != ck.shape[0]:
-            raise InvalidArgumentError(f"cu_seqlens_q has {cq.shape[0]} entries but cu_seqlens_kv has {ck.shape[0]}")
-        b = cq.shape[0] - 1
-        keep = (cq, ck)
+    b, mq, mk, cu = _varlen(cu_q, cu_kv, b, sq, skv)
     if out is None:
         o_obj, o_ptr, sO = alloc_out(Q, layout, b, sq, hq, dv)
     else:
@@ -471,15 +476,15 @@ def _forward(q, k, v, layout, cu_q, cu_kv, mspec, block_mask, block_size, attn_m
                V[1], 0, 0, V[2], 0, sV[0], sV[1], sV[2], sV[3],
                o_ptr, 0, 0, Q[2], 0, sO[0], sO[1], sO[2], sO[3],
                lse_ptr, 0.0 if scale is None else scale_value(scale), float(softcap), mask, align, wl, wr)
-    if keep is not None:
-        _pack_cu(buf, _CU_AT, pq, pk)
+    if cu is not None:
+        _pack_cu(buf, _CU_AT, cu[1], cu[3])
     masks = None
     if attn_mask is not None or block_mask is not None or block_size is not None:
         masks = set_masks(buf, dev, b, hq, mq, mk, attn_mask, block_mask, block_size)
     if allow_tf32:
         _pack_flags(buf, _FLAGS_AT, 0, 1)
     execute(ctx, _lib.DIRECTION_FWD, buf, current_stream(Q[KIND], dev) if ctx.is_cuda else None, check_only)
-    del keep, masks, K, V  # alive until here: the call has returned
+    del cu, masks, K, V  # alive until here: the call has returned
     return (o_obj, lse_obj) if return_lse else o_obj
 
 
@@ -601,15 +606,7 @@ def _backward(q, k, v, out, dout, lse, layout, cu_q, cu_kv, mspec, block_mask, b
     _same_device(DO, dev, "dout")
     ctx = default_context(dev) if context is None else pick_context(context, dev)
 
-    keep = None
-    mq, mk = sq, skv
-    if cu_q is not None or cu_kv is not None:
-        cq, pq, mq = _cu_seqlens(cu_q, "cu_seqlens_q")
-        ck, pk, mk = _cu_seqlens(cu_kv, "cu_seqlens_kv")
-        if cq.shape[0] != ck.shape[0]:
-            raise InvalidArgumentError(f"cu_seqlens_q has {cq.shape[0]} entries but cu_seqlens_kv has {ck.shape[0]}")
-        b = cq.shape[0] - 1
-        keep = (cq, ck)
+    b, mq, mk, cu = _varlen(cu_q, cu_kv, b, sq, skv)
     _, lse_ptr = lse_pointer(_required(lse, "lse"), Q, (hq, sq) if layout == "varlen" else (b, hq, sq))
     mask, align, wl, wr = mspec
 
@@ -630,12 +627,12 @@ def _backward(q, k, v, out, dout, lse, layout, cu_q, cu_kv, mspec, block_mask, b
             obj, G = _out(given, ref, tuple(ref[SHAPE]), name)
         set_tensor(buf, at, G[1], G[2], _split(G, name, layout)[1])
         grads.append(obj)
-    if keep is not None:
-        _pack_cu(buf, _CU_AT, pq, pk)
+    if cu is not None:
+        _pack_cu(buf, _CU_AT, cu[1], cu[3])
     masks = set_masks(buf, dev, b, hq, mq, mk, attn_mask, block_mask, block_size)
     _pack_flags(buf, _FLAGS_AT, 1 if deterministic else 0, 1 if allow_tf32 else 0)
     execute(ctx, _lib.DIRECTION_BWD, buf, current_stream(Q[KIND], dev) if ctx.is_cuda else None)
-    del keep, masks, K, V, O, DO
+    del cu, masks, K, V, O, DO
     return tuple(grads)
 
 
