@@ -374,7 +374,7 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
     /* dV, and dK times the softmax scale, in the caller's dtype and layout. Where both have the
      * input type and 16-byte rows, staged in shared memory (the Q / dO buffers are free now) and
      * written as whole 16-byte chunks; otherwise element by element through the strides. */
-    if (mfa_rows16<T>(a.dk, a.varlen) && mfa_rows16<T>(a.dv, a.varlen)) {
+    if (rows16_ok(a.dk, mfa_dtype_of<T>(), a.varlen) && rows16_ok(a.dv, mfa_dtype_of<T>(), a.varlen)) {
         static_assert(2 * BC <= 4 * BR, "dK and dV fit where Q and dO were");
         const uint32_t sdK = sQ0, sdV = sQ0 + BC * DP * 2;
         __syncthreads(); /* every warp is done with the last query tile */

@@ -48,20 +48,15 @@ template <typename T> __host__ __device__ constexpr int32_t mfa_dtype_of();
 template <> __host__ __device__ constexpr int32_t mfa_dtype_of<__half>() { return MFA_DTYPE_F16; }
 template <> __host__ __device__ constexpr int32_t mfa_dtype_of<__nv_bfloat16>() { return MFA_DTYPE_BF16; }
 
-/* Host check for the vector (16-byte) paths: t holds `dtype`, unit stride along the head dim,
- * 16-byte aligned base and rows (batch stride ignored when varlen: packed tokens). */
-static inline bool rows16_ok(const mfa_cuda_tensor_t &t, int32_t dtype, bool varlen) {
+/* Whether the vector (16-byte) paths can take t as `dtype`: unit stride along the head dim,
+ * 16-byte aligned base and rows (batch stride ignored when varlen: packed tokens). Host side
+ * (dispatch, launchers) and device side (output stores) alike. */
+__host__ __device__ inline bool rows16_ok(const mfa_cuda_tensor_t &t, int32_t dtype, bool varlen) {
     const int per16 = dtype == MFA_DTYPE_F32 ? 4 : 8; /* elements in 16 bytes */
     if (t.dtype != dtype || t.stride[3] != 1 || (uintptr_t)t.data % 16 != 0) return false;
     for (int i = varlen ? 1 : 0; i < 3; i++)
         if (t.stride[i] % per16 != 0) return false;
     return true;
-}
-
-/* The same on the device, for a tensor of element type T (outputs written as 16-byte chunks). */
-template <typename T> __device__ __forceinline__ bool mfa_rows16(const mfa_cuda_tensor_t &t, bool varlen) {
-    return t.dtype == mfa_dtype_of<T>() && t.stride[3] == 1 && (uintptr_t)t.data % 16 == 0 &&
-           ((t.stride[1] | t.stride[2] | (varlen ? 0 : t.stride[0])) & 7) == 0;
 }
 
 /* ---- Sequences ----------------------------------------------------------------------------- */

@@ -36,9 +36,6 @@ constexpr int max_bwd_dim() {
 
 namespace {
 
-/* Unit stride along the head dim and 16-byte aligned rows (for cp.async). */
-bool tensor_ok(const mfa_cuda_tensor_t &t, int32_t dtype, bool varlen) { return rows16_ok(t, dtype, varlen); }
-
 bool positions_ok(const Args &a) {
     const int64_t big = INT32_MAX / 2;
     return a.seqlen_q <= big && a.seqlen_kv <= big && a.batch * a.seqlen_q <= big * 64;
@@ -46,8 +43,8 @@ bool positions_ok(const Args &a) {
 
 /* fp32 q, k, v for the TF32 forward (fwd32.cuh): rows of whole 16-byte chunks; any output. */
 bool fwd32_ok(const Args &a) {
-    return tensor_ok(a.q, MFA_DTYPE_F32, a.varlen) && tensor_ok(a.k, MFA_DTYPE_F32, a.varlen) &&
-           tensor_ok(a.v, MFA_DTYPE_F32, a.varlen) && a.head_dim_qk % 4 == 0 && a.head_dim_v % 4 == 0 &&
+    return rows16_ok(a.q, MFA_DTYPE_F32, a.varlen) && rows16_ok(a.k, MFA_DTYPE_F32, a.varlen) &&
+           rows16_ok(a.v, MFA_DTYPE_F32, a.varlen) && a.head_dim_qk % 4 == 0 && a.head_dim_v % 4 == 0 &&
            !a.block_mask && positions_ok(a);
 }
 
@@ -55,8 +52,8 @@ bool fwd32_ok(const Args &a) {
 int32_t fast_dtype(const Args &a, bool bwd) {
     const int32_t dt = a.q.dtype;
     if (dt != MFA_DTYPE_F16 && dt != MFA_DTYPE_BF16) return -1;
-    if (!tensor_ok(a.q, dt, a.varlen) || !tensor_ok(a.k, dt, a.varlen) || !tensor_ok(a.v, dt, a.varlen)) return -1;
-    if (bwd && !tensor_ok(a.dout, dt, a.varlen)) return -1;
+    if (!rows16_ok(a.q, dt, a.varlen) || !rows16_ok(a.k, dt, a.varlen) || !rows16_ok(a.v, dt, a.varlen)) return -1;
+    if (bwd && !rows16_ok(a.dout, dt, a.varlen)) return -1;
     /* An fp32 output asks for an fp32-accurate result; the tensor-core path rounds P to 16 bits. */
     if (bwd ? (a.dq.dtype == MFA_DTYPE_F32 || a.dk.dtype == MFA_DTYPE_F32 || a.dv.dtype == MFA_DTYPE_F32)
             : a.o.dtype == MFA_DTYPE_F32)

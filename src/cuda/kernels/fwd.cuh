@@ -235,7 +235,7 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
     /* Epilogue: O / l in the output dtype, LSE = m + log l (natural log). When o has the input
      * type and 16-byte rows, each warp stages its rows in its own part of the Q tile (only it read
      * them) and writes whole 16-byte chunks; otherwise element by element through the strides. */
-    const bool vec_o = mfa_rows16<T>(a.o, a.varlen);
+    const bool vec_o = rows16_ok(a.o, mfa_dtype_of<T>(), a.varlen);
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
