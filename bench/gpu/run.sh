@@ -4,7 +4,7 @@
 #   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
 #   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
 # Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
-# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|breakdown|ncu-bwd|profile]...
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|wgmma-ab|breakdown|ncu-bwd|profile]...
 # (default: the first three). Set MFA_SEED to replay inputs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -79,6 +79,15 @@ for step in $steps; do
         python3 bench/gpu/profile_one.py --lib $B --shape $shape >"$OUT/ncu_bwd_${shape//,/-}.txt" 2>&1
       echo "ncu bwd_kernel $shape: rc=$?" | tee -a "$OUT/summary.txt"
     done
+    ;;
+  wgmma-ab)
+    # the forward grid with the Hopper (wgmma) forward off and on, FlashAttention-2 alongside
+    for w in 0 1; do
+      echo "== MFA_CUDA_WGMMA=$w" | tee -a "$OUT/wgmma-ab.txt"
+      MFA_CUDA_WGMMA=$w python3 bench/gpu/bench.py --lib $B --out "$OUT/ab-w$w" --modes fwd --grid-only --peers flash \
+        2>&1 | grep -v "^\s*$" | tee -a "$OUT/wgmma-ab.txt"
+    done
+    rm -rf "$OUT"/ab-w*
     ;;
   bench | quick)
     extra=""

@@ -128,4 +128,10 @@ template <int DP> __device__ __forceinline__ uint32_t swz(int r, int c) {
     return (uint32_t)(r * DP * 2 + ((c ^ (r & 7)) << 4));
 }
 
+/* The same swizzle in column panels (the wgmma 128-byte swizzle layout): chunk c of row r lies in
+ * panel c / 8, a block of ROWS rows x 128 bytes. With D = 64 it is swz<64>. */
+template <int ROWS> __device__ __forceinline__ uint32_t pnl(int r, int c) {
+    return (uint32_t)((c >> 3) * ROWS * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4));
+}
+
 #endif

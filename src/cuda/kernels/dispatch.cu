@@ -9,17 +9,22 @@
  * (mfa_cuda_instances.h, written by CMake from MFA_CUDA_HEAD_DIMS / MFA_CUDA_DTYPES). Anything
  * else, and for now block-sparse maps (forward) or softcap / dense masks / block maps (backward),
  * runs on the generic kernels. */
+#include <stdlib.h>
+
 #include <type_traits>
 
 #include "bwd.cuh"
 #include "fwd.cuh"
 #include "fwd32.cuh"
+#include "fwd_sm90.cuh"
 #include "launch.h"
 #include "mfa_cuda_instances.h"
 
 #define MFA_DECLARE_FWD(T, D) extern template cudaError_t mfa_fwd::launch<T, D>(const Args &, cudaStream_t);
 #define MFA_DECLARE_BWD(T, D) extern template cudaError_t mfa_bwd::launch<T, D>(const Args &, cudaStream_t);
+#define MFA_DECLARE_FWD90(T, D) extern template cudaError_t mfa_fwd90::launch<T, D>(const Args &, cudaStream_t);
 MFA_CUDA_FWD_INSTANCES(MFA_DECLARE_FWD)
+MFA_CUDA_FWD90_INSTANCES(MFA_DECLARE_FWD90)
 MFA_CUDA_BWD_INSTANCES(MFA_DECLARE_BWD)
 #define MFA_DECLARE_FWD32(D) extern template cudaError_t mfa_fwd32::launch<D>(const Args &, cudaStream_t);
 MFA_CUDA_FWD32_INSTANCES(MFA_DECLARE_FWD32)
@@ -62,9 +67,34 @@ int32_t fast_dtype(const Args &a, bool bwd) {
     return dt;
 }
 
-template <typename T> cudaError_t fwd_for(int64_t need, const Args &a, cudaStream_t st, bool *taken) {
+/* The Hopper forward runs on compute capability 9.0 where it was built, unless the environment
+ * says MFA_CUDA_WGMMA=0 (to compare the two forwards on one machine). */
+bool wgmma_wanted(int sm_major) {
+    static const bool off = [] {
+        const char *e = getenv("MFA_CUDA_WGMMA");
+        return e && e[0] == '0';
+    }();
+    return sm_major == 9 && !off;
+}
+
+template <typename T> cudaError_t fwd_for(int64_t need, const Args &a, cudaStream_t st, int sm_major, bool *taken) {
+    /* the instantiated head dim: the smallest compiled one that holds the problem's */
+    int pick = 0;
+#define MFA_PICK_FWD(TT, D) \
+    if (std::is_same<T, TT>::value && need <= D && pick == 0) pick = D;
+    MFA_CUDA_FWD_INSTANCES(MFA_PICK_FWD)
+#undef MFA_PICK_FWD
+    if (wgmma_wanted(sm_major)) {
+#define MFA_TRY_FWD90(TT, D)                                                  \
+    if (std::is_same<T, TT>::value && pick == D) {                            \
+        *taken = true;                                                        \
+        return mfa_fwd90::launch<TT, D>(a, st);                               \
+    }
+        MFA_CUDA_FWD90_INSTANCES(MFA_TRY_FWD90)
+#undef MFA_TRY_FWD90
+    }
 #define MFA_TRY_FWD(TT, D)                                                    \
-    if (std::is_same<T, TT>::value && need <= D) {                            \
+    if (std::is_same<T, TT>::value && pick == D) {                            \
         *taken = true;                                                        \
         return mfa_fwd::launch<TT, D>(a, st);                                 \
     }
@@ -99,13 +129,13 @@ template <typename T> cudaError_t bwd_for(int64_t need, const Args &a, cudaStrea
 } // namespace
 
 extern "C" cudaError_t mfa_cuda_fast_fwd(const Args *a, cudaStream_t st, int sm_major, bool *taken) {
-    (void)sm_major;
     *taken = false;
     const int64_t need = a->head_dim_qk > a->head_dim_v ? a->head_dim_qk : a->head_dim_v;
     if (a->q.dtype == MFA_DTYPE_F32) return fwd32_ok(*a) ? fwd32_for(need, *a, st, taken) : cudaSuccess;
     const int32_t dt = fast_dtype(*a, false);
     if (dt < 0 || a->block_mask) return cudaSuccess;
-    return dt == MFA_DTYPE_BF16 ? fwd_for<__nv_bfloat16>(need, *a, st, taken) : fwd_for<__half>(need, *a, st, taken);
+    return dt == MFA_DTYPE_BF16 ? fwd_for<__nv_bfloat16>(need, *a, st, sm_major, taken)
+                                 : fwd_for<__half>(need, *a, st, sm_major, taken);
 }
 
 extern "C" cudaError_t mfa_cuda_fast_bwd(const Args *a, cudaStream_t st, int sm_major, bool *taken) {

@@ -22,6 +22,7 @@
 #include "../ptx.cuh"
 #include "../tile-sizes.h"
 #include "common.cuh"
+#include "softmax.cuh"
 #include "tile.cuh"
 
 namespace mfa_fwd {
@@ -131,80 +132,14 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
             }
         }
 
-        /* Transform and mask, only where needed. */
+        /* Transform and mask, only where needed; then the online softmax (softmax.cuh). */
         const bool need_mask = j0 + BC > s.sk || lo_last > j0 || hi_first < j0 + BC;
-        if (xform || need_mask) {
+        if (xform || need_mask)
 #pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    const int64_t i = i0 + row0 + mt * 16 + g + hf * 8;
-                    int64_t rlo, rhi;
-                    mfa_key_range(a, i, s.sq, s.sk, rlo, rhi);
-                    /* keys kept: columns c of this thread (nt * 8 + e) with lo_c <= c < hi_c */
-                    const int c0 = (int)(j0 + 2 * t);
-                    const int lo_c = (int)rlo - c0, hi_c = (int)rhi - c0;
-                    if (!xform) {
-#pragma unroll
-                        for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                            for (int e = 0; e < 2; e++) {
-                                const int c = nt * 8 + e;
-                                if (c < lo_c || c >= hi_c) acc_s[mt][nt][hf * 2 + e] = -INFINITY;
-                            }
-                        continue;
-                    }
-                    const bool row_ok = i < s.sq;
-#pragma unroll
-                    for (int nt = 0; nt < NT; nt++)
-#pragma unroll
-                        for (int e = 0; e < 2; e++) {
-                            const int c = nt * 8 + e;
-                            const int64_t jj = c0 + c;
-                            float x = acc_s[mt][nt][hf * 2 + e];
-                            const bool keep = c >= lo_c && c < hi_c;
-                            if (xform) {
-                                x *= a.scale;
-                                if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
-                                if (row_ok && keep) x += mfa_dense_bias(a, b, h, i, jj);
-                                x *= MFA_LOG2E;
-                            }
-                            acc_s[mt][nt][hf * 2 + e] = keep ? x : -INFINITY;
-                        }
-                }
-        }
-
-        /* Online softmax. A row's 8 scores of an n-tile sit in the 4 lanes of a quad. */
+            for (int mt = 0; mt < MT; mt++) fwd_mask_scores<NT>(a, acc_s[mt], s, b, h, i0 + row0 + mt * 16 + g, j0, t, xform);
         uint32_t pa[MT][KV][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                float mx = row_m[mt][hf];
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++) mx = fmaxf(mx, fmaxf(acc_s[mt][nt][hf * 2], acc_s[mt][nt][hf * 2 + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float m_use = mx == -INFINITY ? 0.0f : mx; /* a row with nothing seen yet */
-                const float corr = ex2((row_m[mt][hf] - m_use) * sl2);
-                const float base = m_use * sl2;
-                row_m[mt][hf] = mx;
-                float sum = 0.0f;
-#pragma unroll
-                for (int kk = 0; kk < KV; kk++) { /* P, packed at once into the A fragments of P V */
-                    float p[4];
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        p[e] = ex2(fmaf(acc_s[mt][2 * kk + e / 2][hf * 2 + e % 2], sl2, -base));
-                        sum += p[e];
-                    }
-                    pa[mt][kk][hf] = pack2<T>(p[0], p[1]);
-                    pa[mt][kk][2 + hf] = pack2<T>(p[2], p[3]);
-                }
-                row_l[mt][hf] = row_l[mt][hf] * corr + sum;
-#pragma unroll
-                for (int dt = 0; dt < DT; dt++) acc_o[mt][dt][hf * 2] *= corr, acc_o[mt][dt][hf * 2 + 1] *= corr;
-            }
+        for (int mt = 0; mt < MT; mt++) fwd_softmax_step<T, NT, DT>(acc_s[mt], row_m[mt], row_l[mt], pa[mt], acc_o[mt], sl2);
 
         cp_async_wait<0>();
         __syncthreads(); /* V_j landed; every warp is done with K_j */
@@ -240,11 +175,8 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int hf = 0; hf < 2; hf++) {
-            float l = row_l[mt][hf];
-            l += __shfl_xor_sync(0xffffffffu, l, 1);
-            l += __shfl_xor_sync(0xffffffffu, l, 2);
             const int r = row0 + mt * 16 + g + hf * 8;
-            const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+            const float inv = fwd_finish_row(a, s, b, h, i0 + r, r < n_rows, row_m[mt][hf], row_l[mt][hf], sl2, t);
             if (vec_o) {
 #pragma unroll
                 for (int dt = 0; dt < DT; dt++) {
@@ -261,8 +193,6 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
                         if (d < dv) mfa_st(a.o.data, a.o.dtype, at + d * a.o.stride[3], acc_o[mt][dt][hf * 2 + e] * inv);
                     }
             }
-            if (a.lse && t == 0 && r < n_rows)
-                a.lse[mfa_lse_at(a, b, s, h, i0 + r)] = l > 0.0f ? row_m[mt][hf] * sl2 * MFA_LN2 + logf(l) : -INFINITY;
         }
     if (vec_o) {
         __syncwarp();

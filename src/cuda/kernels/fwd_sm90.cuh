@@ -1,0 +1,184 @@
+/* fwd_sm90.cuh — the Hopper forward: fwd.cuh's algorithm with the products on wgmma (sm_90a).
+ *
+ * A block of two warpgroups computes BR = 128 query rows of one (batch, q head); warpgroup w owns
+ * rows 64w..64w+63 and, per key tile j:
+ *     S = Q K_j^T      wgmma, Q and K_j straight from shared memory (no ldmatrix, no registers)
+ *     mask, online softmax (softmax.cuh: the accumulators have mma.sync's C layout)
+ *     O += P V_j       wgmma, P from registers (C fragments are A fragments), V_j from shared
+ *                      memory read transposed by the descriptor
+ * Tiles sit in shared memory in the 128-byte swizzle layout (ptx.cuh pnl: 64-column panels);
+ * K_{j+1}, V_{j+1} load by cp.async into the second stage while tile j computes. Everything else
+ * (masks, softcap, dense bias, GQA, varlen, LSE, outputs) is fwd.cuh's, through the same helpers.
+ * Compiled for sm_90a only (MFA_HAS_WGMMA); the dispatcher calls it on compute capability 9.0. */
+#ifndef MFA_CUDA_FWD_SM90_CUH
+#define MFA_CUDA_FWD_SM90_CUH
+
+#include <cuda_runtime.h>
+
+#include "../ptx.cuh"
+#include "../tile-sizes.h"
+#include "../wgmma.cuh"
+#include "common.cuh"
+#include "softmax.cuh"
+#include "tile.cuh"
+
+namespace mfa_fwd90 {
+
+template <typename T, int D> struct Fwd90 {
+    static constexpr int BR = Fwd90Tile<D>::BR, BC = Fwd90Tile<D>::BC, THREADS = BR / 16 * 32;
+    static constexpr int NT = BC / 8, DT = D / 8, KQ = D / 16, KV = BC / 16;
+    static constexpr uint32_t Q_BYTES = BR * D * 2, T_BYTES = BC * D * 2; /* Q; one K or V tile */
+    /* Q, then two stages of [K | V]; 1 KiB of slack to align the swizzle's 8-row groups */
+    static constexpr size_t SMEM = Q_BYTES + 4 * T_BYTES + 1024;
+    static_assert(D % 64 == 0 && BR == 128 && BC % 16 == 0 && 2 * BC >= BR, "tile shapes");
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(Fwd90<T, D>::THREADS, 1) fwd90_kernel(const __grid_constant__ Args a) {
+#if MFA_HAS_WGMMA
+    using K = Fwd90<T, D>;
+    constexpr int BR = K::BR, BC = K::BC, THREADS = K::THREADS, NT = K::NT, DT = K::DT, KQ = K::KQ, KV = K::KV;
+    extern __shared__ __align__(1024) char smem[];
+    const uint32_t sQ = (smem_u32(smem) + 1023) & ~1023u, sKV = sQ + K::Q_BYTES; /* stage st: sKV + st * 2 T_BYTES */
+
+    const FwdBlock blk = mfa_fwd_block(a, BR, 1);
+    const int64_t b = blk.b, h = blk.h, hk = h / a.group, i0 = blk.i0;
+    const Seq s = mfa_seq(a, b);
+    if (i0 >= s.sq) return;
+    const int n_rows = (int)min((int64_t)BR, s.sq - i0);
+    int64_t lo, hi, lo_last, hi_first; /* key range of the tile, and of its first / last row */
+    mfa_key_range(a, i0, s.sq, s.sk, lo, hi_first);
+    mfa_key_range(a, i0 + n_rows - 1, s.sq, s.sk, lo_last, hi);
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3, wg = warp >> 2;
+    const int row0 = warp * 16; /* this warp's rows in the tile (warpgroup wg: 64wg..) */
+    const T *q = (const T *)a.q.data + s.tb * a.q.stride[0] + (s.q0 + i0) * a.q.stride[1] + h * a.q.stride[2];
+    const T *kg = (const T *)a.k.data + s.tb * a.k.stride[0] + s.k0 * a.k.stride[1] + hk * a.k.stride[2];
+    const T *vg = (const T *)a.v.data + s.tb * a.v.stride[0] + s.k0 * a.v.stride[1] + hk * a.v.stride[2];
+    const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
+    auto load_kv = [&](int64_t jt, uint32_t stage) {
+        const int64_t j0 = jt * BC;
+        const int nk = (int)min((int64_t)BC, s.sk - j0);
+        load_tile<T, D, BC, THREADS, true>(stage, kg + j0 * a.k.stride[1], a.k.stride[1], nk, dqk, (const T *)a.k.data);
+        load_tile<T, D, BC, THREADS, true>(stage + K::T_BYTES, vg + j0 * a.v.stride[1], a.v.stride[1], nk, dv,
+                                           (const T *)a.v.data);
+    };
+
+    const int64_t j_end = (hi + BC - 1) / BC;
+    int64_t j = lo < hi ? lo / BC : j_end;
+    load_tile<T, D, BR, THREADS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data);
+    if (j < j_end) load_kv(j, sKV);
+    cp_async_commit();
+
+    float acc_o[DT][4];
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc_o[dt][e] = 0.0f;
+    float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.0f, 0.0f};
+    const bool xform = a.softcap > 0.0f || a.mask.data != nullptr;
+    const float sl2 = xform ? 1.0f : a.scale_log2;
+
+    uint32_t st = 0; /* the stage holding tile j */
+    while (j < j_end) {
+        const int64_t j0 = j * BC;
+        cp_async_wait<0>();
+        fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
+        __syncthreads();     /* tile j landed; every warpgroup is done with tile j - 1 (the other stage) */
+        if (j + 1 < j_end) load_kv(j + 1, sKV + (st ^ 1) * 2 * K::T_BYTES);
+        cp_async_commit();
+        const uint32_t sK = sKV + st * 2 * K::T_BYTES, sV = sK + K::T_BYTES;
+
+        /* S = Q K^T: k16 step ks reads 32 bytes into each 128-byte row of panel ks / 4 */
+        float acc_s[NT][4];
+        wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < KQ; ks++) {
+            const uint32_t col = (ks & 3) * 32;
+            const uint64_t da = wgmma_desc(sQ + (ks >> 2) * BR * 128 + wg * 64 * 128 + col, 16, 1024);
+            const uint64_t db = wgmma_desc(sK + (ks >> 2) * BC * 128 + col, 16, 1024);
+            Wgmma<T, BC>::ss(acc_s, da, db, ks > 0);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_regs(acc_s);
+
+        const bool need_mask = j0 + BC > s.sk || lo_last > j0 || hi_first < j0 + BC;
+        if (xform || need_mask) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
+        uint32_t pa[KV][4];
+        fwd_softmax_step<T, NT, DT>(acc_s, row_m, row_l, pa, acc_o, sl2);
+
+        /* O += P V: k16 step kk is keys 16kk.. (two 8-row groups); the D columns span D / 64 panels */
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < KV; kk++)
+            Wgmma<T, D>::rs(acc_o, pa[kk], wgmma_desc(sV + kk * 16 * 128, BC * 128, 1024), true);
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_regs(acc_o);
+        st ^= 1;
+        j++;
+    }
+    cp_async_wait<0>();
+
+    /* Epilogue: as fwd.cuh's, staged in the stage no warpgroup reads any more (stage st: its last
+     * reader finished before the last iteration's barrier; nothing loads into it). */
+    const uint32_t sO = sKV + st * 2 * K::T_BYTES;
+    const bool vec_o = rows16_ok(a.o, mfa_dtype_of<T>(), a.varlen);
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int r = row0 + g + hf * 8;
+        const float inv = fwd_finish_row(a, s, b, h, i0 + r, r < n_rows, row_m[hf], row_l[hf], sl2, t);
+        if (vec_o) {
+#pragma unroll
+            for (int dt = 0; dt < DT; dt++) {
+                const uint32_t v = pack2<T>(acc_o[dt][hf * 2] * inv, acc_o[dt][hf * 2 + 1] * inv);
+                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sO + pnl<BR>(r, dt) + t * 4), "r"(v));
+            }
+        } else if (r < n_rows) {
+            const int64_t at = mfa_at(a.o, s.tb, s.q0 + i0 + r, h, 0);
+#pragma unroll
+            for (int dt = 0; dt < DT; dt++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int d = dt * 8 + 2 * t + e;
+                    if (d < dv) mfa_st(a.o.data, a.o.dtype, at + d * a.o.stride[3], acc_o[dt][hf * 2 + e] * inv);
+                }
+        }
+    }
+    if (vec_o) {
+        __syncwarp();
+        T *og = (T *)a.o.data + s.tb * a.o.stride[0] + (s.q0 + i0) * a.o.stride[1] + h * a.o.stride[2];
+        constexpr int CH = D / 8;
+        for (int x = lane; x < 16 * CH; x += 32) {
+            const int r = row0 + x / CH, c = x % CH;
+            if (r < n_rows && c * 8 < dv) {
+                uint4 v;
+                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                             : "r"(sO + pnl<BR>(r, c)));
+                *(uint4 *)(og + r * a.o.stride[1] + c * 8) = v;
+            }
+        }
+    }
+#else
+    (void)a;
+#endif
+}
+
+template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
+    using K = Fwd90<T, D>;
+    const int64_t blocks = a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR);
+    if (blocks == 0) return cudaSuccess;
+    const void *fn = (const void *)fwd90_kernel<T, D>;
+    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)K::SMEM);
+    if (e != cudaSuccess) return e;
+    void *args[] = {(void *)&a};
+    return cudaLaunchKernel(fn, dim3((unsigned)blocks), dim3(K::THREADS), args, K::SMEM, stream);
+}
+
+} // namespace mfa_fwd90
+
+#define MFA_FWD90_INSTANTIATE(T, D) template cudaError_t mfa_fwd90::launch<T, D>(const Args &, cudaStream_t);
+
+#endif

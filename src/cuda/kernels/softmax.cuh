@@ -1,0 +1,95 @@
+/* softmax.cuh — the per-row work of the tensor-core forwards (fwd.cuh, mma.sync; fwd_sm90.cuh,
+ * wgmma), on one warp's m16 tile of scores in the C-fragment layout both share (ptx.cuh): a thread
+ * holds columns 8n + 2t, +1 of rows g (elements 0, 1) and g + 8 (elements 2, 3), lane = 4g + t. */
+#ifndef MFA_CUDA_SOFTMAX_CUH
+#define MFA_CUDA_SOFTMAX_CUH
+
+#include "../ptx.cuh"
+#include "common.cuh"
+
+/* Masks and transforms the scores of keys j0.. for rows i_g (elements 0, 1) and i_g + 8: keys the
+ * masks drop become -inf; with xform (softcap or a dense bias) the kept scores are scaled,
+ * capped, biased and turned into log2 units here. */
+template <int NT>
+__device__ __forceinline__ void fwd_mask_scores(const Args &a, float (&acc)[NT][4], const Seq &s, int64_t b,
+                                                int64_t h, int64_t i_g, int64_t j0, int t, bool xform) {
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int64_t i = i_g + hf * 8;
+        int64_t rlo, rhi;
+        mfa_key_range(a, i, s.sq, s.sk, rlo, rhi);
+        /* keys kept: columns c of this thread (n * 8 + e) with lo_c <= c < hi_c */
+        const int c0 = (int)(j0 + 2 * t);
+        const int lo_c = (int)rlo - c0, hi_c = (int)rhi - c0;
+        if (!xform) {
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int c = n * 8 + e;
+                    if (c < lo_c || c >= hi_c) acc[n][hf * 2 + e] = -INFINITY;
+                }
+            continue;
+        }
+        const bool row_ok = i < s.sq;
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int c = n * 8 + e;
+                const bool keep = c >= lo_c && c < hi_c;
+                float x = acc[n][hf * 2 + e] * a.scale;
+                if (a.softcap > 0.0f) x = a.softcap * tanhf(x / a.softcap);
+                if (row_ok && keep) x += mfa_dense_bias(a, b, h, i, c0 + c);
+                acc[n][hf * 2 + e] = keep ? x * MFA_LOG2E : -INFINITY;
+            }
+    }
+}
+
+/* One online-softmax step: the running max m (score units) and this thread's partial sum l of
+ * both rows move to the new scores, O is rescaled, and P = 2^(S sl2 - m sl2) is packed at once
+ * into the A fragments of the P V product (k16 step kk: n-tiles 2kk, 2kk + 1). A row's scores of
+ * an n-tile sit in the 4 lanes of a quad. */
+template <typename T, int NT, int DT>
+__device__ __forceinline__ void fwd_softmax_step(float (&acc_s)[NT][4], float (&row_m)[2], float (&row_l)[2],
+                                                 uint32_t (&pa)[NT / 2][4], float (&acc_o)[DT][4], float sl2) {
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        float mx = row_m[hf];
+#pragma unroll
+        for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(acc_s[n][hf * 2], acc_s[n][hf * 2 + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_use = mx == -INFINITY ? 0.0f : mx; /* a row with nothing seen yet */
+        const float corr = ex2((row_m[hf] - m_use) * sl2);
+        const float base = m_use * sl2;
+        row_m[hf] = mx;
+        float sum = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < NT / 2; kk++) {
+            float p[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                p[e] = ex2(fmaf(acc_s[2 * kk + e / 2][hf * 2 + e % 2], sl2, -base));
+                sum += p[e];
+            }
+            pa[kk][hf] = pack2<T>(p[0], p[1]);
+            pa[kk][2 + hf] = pack2<T>(p[2], p[3]);
+        }
+        row_l[hf] = row_l[hf] * corr + sum;
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++) acc_o[dt][hf * 2] *= corr, acc_o[dt][hf * 2 + 1] *= corr;
+    }
+}
+
+/* The end of a row: its sum over the quad, the LSE (natural log) written by lane t == 0 where
+ * asked and the row is real, and 1 / l to scale O by (0 for a row that saw no key). */
+__device__ __forceinline__ float fwd_finish_row(const Args &a, const Seq &s, int64_t b, int64_t h, int64_t i, bool real,
+                                                float m, float l, float sl2, int t) {
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if (a.lse && t == 0 && real) a.lse[mfa_lse_at(a, b, s, h, i)] = l > 0.0f ? m * sl2 * MFA_LN2 + logf(l) : -INFINITY;
+    return l > 0.0f ? 1.0f / l : 0.0f;
+}
+
+#endif
