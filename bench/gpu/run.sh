@@ -81,10 +81,11 @@ for step in $steps; do
     done
     ;;
   wgmma-ab)
-    # the forward grid with the Hopper (wgmma) forward off and on, FlashAttention-2 alongside
+    # the grid with the Hopper (wgmma) kernels off and on, FlashAttention-2 alongside
+    # (AB_ARGS: bench.py grid filters, default both passes)
     for w in 0 1; do
       echo "== MFA_CUDA_WGMMA=$w" | tee -a "$OUT/wgmma-ab.txt"
-      MFA_CUDA_WGMMA=$w python3 bench/gpu/bench.py --lib $B --out "$OUT/ab-w$w" --modes fwd --grid-only --peers flash \
+      MFA_CUDA_WGMMA=$w python3 bench/gpu/bench.py --lib $B --out "$OUT/ab-w$w" ${AB_ARGS:---modes fwd bwd} --grid-only --peers flash \
         2>&1 | grep -v "^\s*$" | tee -a "$OUT/wgmma-ab.txt"
     done
     rm -rf "$OUT"/ab-w*

@@ -19,9 +19,9 @@ HEAD = '''/* wgmma.cuh — Hopper (sm_90a) warpgroup MMAs, m64nNk16 with fp32 ac
  * A warpgroup (4 consecutive warps) computes a 64 x N tile; warp w of the group holds rows
  * 16w..16w+15 in the layout of mma.m16n8k16's C fragments, one [4] per n8 column tile: d[n][0..1]
  * = (row g, columns 8n+2t..), d[n][2..3] = (row g+8, same columns), lane = 4g + t.
- *   wgmma_ss: A (64 x 16) and B (N x 16, K-major) both from shared memory, by descriptor.
- *   wgmma_rs: A from registers (the m16n8k16 A fragment of the warp's 16 rows), B (16 x N) from
- *             shared memory MN-major (transposed: N contiguous), by descriptor.
+ *   ss: A (64 x 16) and B (N x 16, K-major) both from shared memory, by descriptor.
+ *   ss_tb: A as ss, B (16 x N) MN-major (transposed: N contiguous) in shared memory.
+ *   rs: A from registers (the m16n8k16 A fragment of the warp's 16 rows), B as ss_tb.
  * accumulate = false overwrites d (D = A B). The caller fences: wgmma_fence() before a batch
  * (after anything else touched its registers), wgmma_commit() after, wgmma_wait<n>() before
  * reading d, then wgmma_fence_regs(d) so the compiler does not move those reads above the wait. */
@@ -97,6 +97,7 @@ def gen(ctype, ty, n):
           f'        (void)d, (void)a, (void)b, (void)acc;\n'
           f'#endif\n'
           f'    }}\n')
+    sstb = ss.replace("static void ss(", "static void ss_tb(").replace("p, 1, 1, 0, 0;", "p, 1, 1, 0, 1;")
     rs = (f'    __device__ __forceinline__ static void rs(float (&d)[{n // 8}][4], const uint32_t (&a)[4], uint64_t b, bool acc) {{\n'
           f'#if MFA_HAS_WGMMA\n'
           f'        asm volatile("{{\\n.reg .pred p;\\nsetp.ne.b32 p, %{r + 5}, 0;\\n"\n'
@@ -107,7 +108,7 @@ def gen(ctype, ty, n):
           f'        (void)d, (void)a, (void)b, (void)acc;\n'
           f'#endif\n'
           f'    }}\n')
-    return f"template <> struct Wgmma<{ctype}, {n}> {{\n{ss}{rs}}};\n"
+    return f"template <> struct Wgmma<{ctype}, {n}> {{\n{ss}{sstb}{rs}}};\n"
 
 def main():
     out = [HEAD]

@@ -69,6 +69,17 @@ __device__ __forceinline__ void stsm_x4(uint32_t addr, uint32_t r0, uint32_t r1,
     __trap(); /* callers test MFA_HAS_STSM */
 #endif
 }
+/* The same, each 8x8 matrix stored transposed: lanes 8i..8i+7 give the addresses of the rows of
+ * matrix i's transpose (column lane % 8 of what the registers hold). */
+__device__ __forceinline__ void stsm_x4_t(uint32_t addr, uint32_t r0, uint32_t r1, uint32_t r2, uint32_t r3) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(r0), "r"(r1),
+                 "r"(r2), "r"(r3));
+#else
+    (void)addr, (void)r0, (void)r1, (void)r2, (void)r3;
+    __trap(); /* callers test MFA_HAS_STSM */
+#endif
+}
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define MFA_HAS_STSM 1
 #else

@@ -23,6 +23,7 @@
 #include "../ptx.cuh"
 #include "../tile-sizes.h"
 #include "common.cuh"
+#include "bwd_walk.cuh"
 #include "launch.h"
 #include "tile.cuh"
 
@@ -93,60 +94,18 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
             for (int e = 0; e < 4; e++) acc_dv[m][n][e] = acc_dk[m][n][e] = 0.0f;
 
     const float sl2 = a.scale_log2;
-    /* The query tiles to visit: tiles [t_first, t_end) of every q head of the group, in order.
-     * Row i sees keys [lo(i), hi(i)), both non-decreasing in i, so the tiles that meet this block's
-     * keys are one run, and so are those inside the mask (no per-element test): found once, by
-     * bisection, instead of testing every tile as the walk goes. */
-    const int n_tiles = (int)((s.sq + BR - 1) / BR);
-    auto rows_of = [&](int tq, int64_t &first, int64_t &last) {
-        first = (int64_t)tq * BR, last = min(first + BR, s.sq) - 1;
-    };
-    auto first_tile = [&](auto pred) { /* the first tile where a monotone predicate turns true */
-        int lo = 0, hi = n_tiles;
-        while (lo < hi) {
-            const int mid = (lo + hi) / 2;
-            if (pred(mid)) hi = mid; else lo = mid + 1;
-        }
-        return lo;
-    };
-    auto lo_of = [&](int64_t i) { int64_t l, r; mfa_key_range(a, i, s.sq, s.sk, l, r); return l; };
-    auto hi_of = [&](int64_t i) { int64_t l, r; mfa_key_range(a, i, s.sq, s.sk, l, r); return r; };
-    const int t_first = first_tile([&](int tq) { int64_t f, l; rows_of(tq, f, l); return hi_of(l) > j0; });
-    const int t_end = first_tile([&](int tq) { int64_t f, l; rows_of(tq, f, l); return lo_of(f) >= j0 + nk; });
-    const int t_in = first_tile([&](int tq) { int64_t f, l; rows_of(tq, f, l); return hi_of(f) >= j0 + BC; });
-    const int t_out = first_tile([&](int tq) { int64_t f, l; rows_of(tq, f, l); return lo_of(l) > j0; });
-    const bool keys_short = j0 + BC > s.sk; /* the block's last keys are padding */
-
-    /* Per q head: the first row's Q / dO pointers and LSE index, so a tile adds only i0. */
-    const T *q_head = nullptr, *o_head = nullptr;
-    int64_t lse_head = 0;
-    auto enter_head = [&](int64_t h) {
-        q_head = (const T *)a.q.data + s.tb * a.q.stride[0] + s.q0 * a.q.stride[1] + h * a.q.stride[2];
-        o_head = (const T *)a.dout.data + s.tb * a.dout.stride[0] + s.q0 * a.dout.stride[1] + h * a.dout.stride[2];
-        lse_head = mfa_lse_at(a, b, s, h, 0);
-    };
+    /* The query tiles to visit (bwd_walk.cuh), and their loads. */
+    const BwdWalk walk(a, s, j0, nk, BR, BC);
+    BwdHead<T> head(a, s, b, 0);
     auto load_q = [&](int tq, int buf) {
-        const int64_t i0 = (int64_t)tq * BR;
-        const int n = (int)min((int64_t)BR, s.sq - i0);
         const uint32_t q_s = sQ0 + buf * 2 * BR * DP * 2;
-        load_tile<T, D, BR, THREADS>(q_s, q_head + i0 * a.q.stride[1], a.q.stride[1], n, dqk, (const T *)a.q.data);
-        load_tile<T, D, BR, THREADS>(q_s + BR * DP * 2, o_head + i0 * a.dout.stride[1], a.dout.stride[1], n, dv,
-                                     (const T *)a.dout.data);
-        /* lse and delta; padding rows get lse = +inf, so P = 2^-inf = 0 there */
-        for (int r = threadIdx.x; r < BR; r += THREADS) {
-            float *st = sStat + buf * 2 * BR + r;
-            if (r < n) {
-                cp_async4(smem_u32(st), a.lse + lse_head + i0 + r);
-                cp_async4(smem_u32(st + BR), a.delta + lse_head + i0 + r);
-            } else {
-                st[0] = INFINITY, st[BR] = 0.0f;
-            }
-        }
+        bwd_load_rows<T, D, BR, THREADS, false>(a, s, head, tq, q_s, q_s + BR * DP * 2, sStat + buf * 2 * BR);
     };
+    const int t_first = walk.t_first, t_end = walk.t_end;
     const int64_t h_end = (hk + 1) * a.group;
     int64_t h = t_first < t_end ? hk * a.group : h_end; /* no tile sees these keys: dK = dV = 0 */
     int tile = t_first;
-    if (h < h_end) enter_head(h), load_q(tile, 0);
+    if (h < h_end) head = BwdHead<T>(a, s, b, h), load_q(tile, 0);
     cp_async_commit();
     for (int buf = 0; h < h_end; buf ^= 1) {
         /* the next tile: the next row tile, or the first of the next q head */
@@ -156,7 +115,7 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
         {
             const int64_t i0 = (int64_t)tile * BR;
             const int n_rows = (int)min((int64_t)BR, s.sq - i0);
-            const bool need_mask = keys_short || tile < t_in || tile >= t_out;
+            const bool need_mask = walk.needs_mask(tile);
             const uint32_t sQ = sQ0 + buf * 2 * BR * DP * 2, sO = sQ + BR * DP * 2;
 
             /* One barrier: this tile (and K, V) landed for every thread, and every warp is done
@@ -164,7 +123,7 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
             cp_async_wait<0>();
             __syncthreads();
             if (h_next < h_end) { /* lands while this tile computes */
-                if (h_next != h) enter_head(h_next);
+                if (h_next != h) head = BwdHead<T>(a, s, b, h_next);
                 load_q(tile_next, buf ^ 1);
             }
             cp_async_commit();
@@ -509,8 +468,10 @@ static __global__ void __launch_bounds__(256) dq_convert(const __grid_constant__
     }
 }
 
-template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
-    using K = Bwd<T, D>;
+/* The backward's passes: zero the dQ workspace, delta, the main kernel (main_fn: BC keys a block,
+ * `threads` threads, `smem` bytes of dynamic shared memory), dQ into the caller's dtype. */
+template <typename T, int D>
+cudaError_t launch_passes(const Args &a, cudaStream_t stream, const void *main_fn, int bc, int threads, size_t smem) {
     const int64_t tokens = a.varlen ? a.seqlen_q : a.batch * a.seqlen_q;
     const unsigned row_blocks = (unsigned)((tokens * a.heads_q * row_threads<D>() + 255) / 256);
     void *args_v[] = {(void *)&a};
@@ -523,11 +484,10 @@ template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stre
         e = vec ? cudaLaunchKernel((const void *)delta_kernel<T, D>, dim3(row_blocks), dim3(256), args_v, 0, stream)
                 : mfa_cuda_bwd_delta(&a, stream, false);
     }
-    const int64_t blocks = a.batch * a.heads_kv * ((a.max_sk + K::BC - 1) / K::BC);
+    const int64_t blocks = a.batch * a.heads_kv * ((a.max_sk + bc - 1) / bc);
     if (e == cudaSuccess && blocks > 0) {
-        const void *fn = (const void *)bwd_kernel<T, D>;
-        e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)K::SMEM);
-        if (e == cudaSuccess) e = cudaLaunchKernel(fn, dim3((unsigned)blocks), dim3(K::THREADS), args_v, K::SMEM, stream);
+        e = cudaFuncSetAttribute(main_fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e == cudaSuccess) e = cudaLaunchKernel(main_fn, dim3((unsigned)blocks), dim3(threads), args_v, smem, stream);
     }
     if (e == cudaSuccess && !a.deterministic && tokens > 0) {
         if (a.dq.dtype != MFA_DTYPE_F32 && rows16_ok(a.dq, a.dq.dtype, a.varlen)) {
@@ -539,6 +499,11 @@ template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stre
         }
     }
     return e;
+}
+
+template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
+    using K = Bwd<T, D>;
+    return launch_passes<T, D>(a, stream, (const void *)bwd_kernel<T, D>, K::BC, K::THREADS, K::SMEM);
 }
 
 } // namespace mfa_bwd

@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "bwd.cuh"
+#include "bwd_sm90.cuh"
 #include "fwd.cuh"
 #include "fwd32.cuh"
 #include "fwd_sm90.cuh"
@@ -25,6 +26,8 @@
 #define MFA_DECLARE_FWD90(T, D) extern template cudaError_t mfa_fwd90::launch<T, D>(const Args &, cudaStream_t);
 MFA_CUDA_FWD_INSTANCES(MFA_DECLARE_FWD)
 MFA_CUDA_FWD90_INSTANCES(MFA_DECLARE_FWD90)
+#define MFA_DECLARE_BWD90(T, D) extern template cudaError_t mfa_bwd90::launch<T, D>(const Args &, cudaStream_t);
+MFA_CUDA_BWD90_INSTANCES(MFA_DECLARE_BWD90)
 MFA_CUDA_BWD_INSTANCES(MFA_DECLARE_BWD)
 #define MFA_DECLARE_FWD32(D) extern template cudaError_t mfa_fwd32::launch<D>(const Args &, cudaStream_t);
 MFA_CUDA_FWD32_INSTANCES(MFA_DECLARE_FWD32)
@@ -115,9 +118,23 @@ cudaError_t fwd32_for(int64_t need, const Args &a, cudaStream_t st, bool *taken)
     return cudaSuccess;
 }
 
-template <typename T> cudaError_t bwd_for(int64_t need, const Args &a, cudaStream_t st, bool *taken) {
+template <typename T> cudaError_t bwd_for(int64_t need, const Args &a, cudaStream_t st, int sm_major, bool *taken) {
+    int pick = 0;
+#define MFA_PICK_BWD(TT, D) \
+    if (std::is_same<T, TT>::value && need <= D && pick == 0) pick = D;
+    MFA_CUDA_BWD_INSTANCES(MFA_PICK_BWD)
+#undef MFA_PICK_BWD
+    if (wgmma_wanted(sm_major)) {
+#define MFA_TRY_BWD90(TT, D)                                                  \
+    if (std::is_same<T, TT>::value && pick == D) {                            \
+        *taken = true;                                                        \
+        return mfa_bwd90::launch<TT, D>(a, st);                               \
+    }
+        MFA_CUDA_BWD90_INSTANCES(MFA_TRY_BWD90)
+#undef MFA_TRY_BWD90
+    }
 #define MFA_TRY_BWD(TT, D)                                                    \
-    if (std::is_same<T, TT>::value && need <= D) {                            \
+    if (std::is_same<T, TT>::value && pick == D) {                            \
         *taken = true;                                                        \
         return mfa_bwd::launch<TT, D>(a, st);                                 \
     }
@@ -139,14 +156,13 @@ extern "C" cudaError_t mfa_cuda_fast_fwd(const Args *a, cudaStream_t st, int sm_
 }
 
 extern "C" cudaError_t mfa_cuda_fast_bwd(const Args *a, cudaStream_t st, int sm_major, bool *taken) {
-    (void)sm_major;
     *taken = false;
     const int32_t dt = fast_dtype(*a, true);
     if (dt < 0 || a->block_mask || a->mask.data || a->softcap > 0.0f) return cudaSuccess;
     const int64_t need = a->head_dim_qk > a->head_dim_v ? a->head_dim_qk : a->head_dim_v;
     if (need > MFA_CUDA_MAX_BWD_DIM) return cudaSuccess;
-    cudaError_t e = dt == MFA_DTYPE_BF16 ? bwd_for<__nv_bfloat16>(need, *a, st, taken)
-                                         : bwd_for<__half>(need, *a, st, taken);
+    cudaError_t e = dt == MFA_DTYPE_BF16 ? bwd_for<__nv_bfloat16>(need, *a, st, sm_major, taken)
+                                         : bwd_for<__half>(need, *a, st, sm_major, taken);
     /* deterministic: the fast kernel skipped dQ's atomics; the generic dQ pass (no atomics) runs */
     if (e == cudaSuccess && *taken && a->deterministic) e = mfa_cuda_generic_bwd(a, st, true, false);
     return e;

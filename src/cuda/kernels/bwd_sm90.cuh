@@ -1,0 +1,283 @@
+/* bwd_sm90.cuh — the Hopper backward: bwd.cuh's algorithm with the products on wgmma (sm_90a).
+ *
+ * A block owns BC = 128 keys of one (batch, kv head); warpgroup w owns keys 64w..64w+63 and keeps
+ * their dK, dV in registers while the block walks the query tiles (BR = 64 rows, every q head of
+ * the GQA group; bwd_walk.cuh) that see them. Per tile:
+ *   A  S^T = K_w Q^T, dP^T = V_w dO^T      wgmma, all operands in shared memory
+ *      P^T = 2^(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - delta)      (registers)
+ *   B  dV_w += P^T dO, dK_w += dS^T Q      wgmma, P^T / dS^T from registers (their C layout is
+ *                                           the A layout), dO / Q read transposed by descriptor
+ *      dS^T -> shared memory as dS (stmatrix .trans), while B runs
+ *   C  dQ = dS K                            wgmma from shared memory; fp32 vector reductions into
+ *                                           the workspace (d128: warpgroup w takes dims 64w..;
+ *                                           d64: keys 64w.., both adding into the same rows)
+ * Two barriers a tile: the tile landed (and the last tile is done with dS and the buffers), and
+ * dS is complete. Tiles use the 128-byte swizzle panel layout (ptx.cuh pnl). The passes around the
+ * kernel (delta, dQ conversion) are bwd.cuh's. Compiled for sm_90a only (MFA_HAS_WGMMA). */
+#ifndef MFA_CUDA_BWD_SM90_CUH
+#define MFA_CUDA_BWD_SM90_CUH
+
+#include <cuda_runtime.h>
+
+#include "../ptx.cuh"
+#include "../tile-sizes.h"
+#include "../wgmma.cuh"
+#include "bwd.cuh"
+#include "bwd_walk.cuh"
+#include "common.cuh"
+#include "tile.cuh"
+
+namespace mfa_bwd90 {
+
+template <typename T, int D> struct Bwd90 {
+    static constexpr int BC = Bwd90Tile<D>::BC, BR = Bwd90Tile<D>::BR, THREADS = 256;
+    static constexpr int NQ = BR / 8, DT = D / 8, KQ = D / 16, KB = BR / 16;
+    /* phase C: d128 splits the dims between the warpgroups (a whole panel each), d64 the keys */
+    static constexpr bool C_SPLIT_D = D >= 128;
+    static constexpr int NC = C_SPLIT_D ? D / 2 : D, KC = C_SPLIT_D ? BC : BC / 2;
+    static constexpr uint32_t K_BYTES = BC * D * 2, Q_BYTES = BR * D * 2, S_BYTES = BR * BC * 2;
+    /* K, V; Q, dO twice; dS; lse and delta twice; 1 KiB of slack to align the 8-row groups */
+    static constexpr size_t SMEM = 2 * K_BYTES + 4 * Q_BYTES + S_BYTES + 4 * BR * sizeof(float) + 1024;
+    static_assert(BC == 128 && BR == 64 && D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES, "tile shapes");
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(Bwd90<T, D>::THREADS, 1) bwd90_kernel(const __grid_constant__ Args a) {
+#if MFA_HAS_WGMMA
+    using K = Bwd90<T, D>;
+    constexpr int BC = K::BC, BR = K::BR, THREADS = K::THREADS, NQ = K::NQ, DT = K::DT, KQ = K::KQ, KB = K::KB;
+    constexpr int NC = K::NC, KC = K::KC;
+    extern __shared__ __align__(1024) char smem[];
+    const uint32_t sK = (smem_u32(smem) + 1023) & ~1023u, sV = sK + K::K_BYTES, sQ0 = sV + K::K_BYTES;
+    const uint32_t sS = sQ0 + 4 * K::Q_BYTES; /* dS: [BR queries][BC keys], panels of 64 keys */
+    float *sStat = (float *)(smem + (sS + K::S_BYTES - smem_u32(smem))); /* [buf][lse BR | delta BR] */
+
+    int64_t pair, key_tile;
+    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, 1, false, pair, key_tile);
+    const int64_t b = pair / a.heads_kv, hk = pair % a.heads_kv, j0 = key_tile * BC;
+    const Seq s = mfa_seq(a, b);
+    if (j0 >= s.sk) return;
+    const int nk = (int)min((int64_t)BC, s.sk - j0);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    const int wg = warp >> 2, wi = warp & 3;
+    const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
+
+    const T *kg = (const T *)a.k.data + s.tb * a.k.stride[0] + (s.k0 + j0) * a.k.stride[1] + hk * a.k.stride[2];
+    const T *vg = (const T *)a.v.data + s.tb * a.v.stride[0] + (s.k0 + j0) * a.v.stride[1] + hk * a.v.stride[2];
+    load_tile<T, D, BC, THREADS, true>(sK, kg, a.k.stride[1], nk, dqk, (const T *)a.k.data);
+    load_tile<T, D, BC, THREADS, true>(sV, vg, a.v.stride[1], nk, dv, (const T *)a.v.data);
+    cp_async_commit();
+
+    float acc_dv[DT][4], acc_dk[DT][4];
+#pragma unroll
+    for (int n = 0; n < DT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc_dv[n][e] = acc_dk[n][e] = 0.0f;
+
+    const float sl2 = a.scale_log2;
+    const BwdWalk walk(a, s, j0, nk, BR, BC);
+    BwdHead<T> head(a, s, b, 0);
+    auto load_q = [&](int tq, int buf) {
+        const uint32_t q_s = sQ0 + buf * 2 * K::Q_BYTES;
+        bwd_load_rows<T, D, BR, THREADS, true>(a, s, head, tq, q_s, q_s + K::Q_BYTES, sStat + buf * 2 * BR);
+    };
+    const int64_t h_end = (hk + 1) * a.group;
+    int64_t h = walk.t_first < walk.t_end ? hk * a.group : h_end; /* no tile sees these keys: dK = dV = 0 */
+    int tile = walk.t_first;
+    if (h < h_end) head = BwdHead<T>(a, s, b, h), load_q(tile, 0);
+    cp_async_commit();
+    const int key_w = wg * 64 + wi * 16; /* this warp's first key row (of the block) */
+    for (int buf = 0; h < h_end; buf ^= 1) {
+        int64_t h_next = h;
+        int tile_next = tile + 1;
+        if (tile_next == walk.t_end) tile_next = walk.t_first, h_next++;
+        const int64_t i0 = (int64_t)tile * BR;
+        const int n_rows = (int)min((int64_t)BR, s.sq - i0);
+        const bool need_mask = walk.needs_mask(tile);
+        const uint32_t sQ = sQ0 + buf * 2 * K::Q_BYTES, sO = sQ + K::Q_BYTES;
+
+        cp_async_wait<0>();
+        fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
+        __syncthreads();     /* this tile (and K, V) landed; every warp is done with the last tile */
+        if (h_next < h_end) {
+            if (h_next != h) head = BwdHead<T>(a, s, b, h_next);
+            load_q(tile_next, buf ^ 1);
+        }
+        cp_async_commit();
+        const float *sL = sStat + buf * 2 * BR, *sDl = sL + BR;
+
+        /* Phase A: S^T and dP^T, keys 64wg.. x the tile's BR queries; k16 step ks reads 32 bytes
+         * into each 128-byte row of panel ks / 4 */
+        float acc_s[NQ][4], acc_p[NQ][4];
+        wgmma_fence();
+#pragma unroll
+        for (int ks = 0; ks < KQ; ks++) {
+            const uint32_t col = (ks & 3) * 32, kp = (ks >> 2) * BC * 128 + wg * 64 * 128, qp = (ks >> 2) * BR * 128;
+            Wgmma<T, BR>::ss(acc_s, wgmma_desc(sK + kp + col, 16, 1024), wgmma_desc(sQ + qp + col, 16, 1024), ks > 0);
+            Wgmma<T, BR>::ss(acc_p, wgmma_desc(sV + kp + col, 16, 1024), wgmma_desc(sO + qp + col, 16, 1024), ks > 0);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_regs(acc_s);
+        wgmma_fence_regs(acc_p);
+#pragma unroll
+        for (int n = 0; n < NQ; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int q = n * 8 + 2 * t + e; /* query column of this element */
+                /* the block's keys [klo, khi) that this row sees (bwd.cuh) */
+                int klo = 0, khi = BC;
+                if (need_mask) {
+                    int64_t rlo, rhi;
+                    mfa_key_range(a, i0 + q, s.sq, s.sk, rlo, rhi);
+                    klo = (int)min(max(rlo - j0, (int64_t)0), (int64_t)BC);
+                    khi = (int)min(max(rhi - j0, (int64_t)0), (int64_t)BC);
+                }
+                const float nl2 = -sL[q] * MFA_LOG2E, dl = sDl[q];
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int kl = key_w + g + hf * 8;
+                    const float x = kl >= klo && kl < khi ? fmaf(acc_s[n][hf * 2 + e], sl2, nl2) : -INFINITY;
+                    const float p = ex2(x);
+                    acc_s[n][hf * 2 + e] = p;
+                    acc_p[n][hf * 2 + e] = p * (acc_p[n][hf * 2 + e] - dl);
+                }
+            }
+        /* P^T and dS^T as A fragments: k16 step kq is n-tiles 2kq, 2kq + 1 */
+        uint32_t pp[KB][4], ds[KB][4];
+#pragma unroll
+        for (int kq = 0; kq < KB; kq++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int n = 2 * kq + (i >> 1), hf = i & 1;
+                pp[kq][i] = pack2<T>(acc_s[n][hf * 2], acc_s[n][hf * 2 + 1]);
+                ds[kq][i] = pack2<T>(acc_p[n][hf * 2], acc_p[n][hf * 2 + 1]);
+            }
+
+        /* Phase B: dV += P^T dO, dK += dS^T Q (k16 step kq: queries 16kq.., both 8-row groups) */
+        wgmma_fence();
+#pragma unroll
+        for (int kq = 0; kq < KB; kq++) {
+            Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc(sO + kq * 16 * 128, BR * 128, 1024), true);
+            Wgmma<T, D>::rs(acc_dk, ds[kq], wgmma_desc(sQ + kq * 16 * 128, BR * 128, 1024), true);
+        }
+        wgmma_commit();
+        if (!a.deterministic) {
+            /* dS^T -> dS[query][key] while B runs: matrix i of step kq is (hf = i & 1, n = 2kq + i / 2),
+             * stored transposed, so its rows are queries 8n.. and a row's 8 keys one 16-byte chunk */
+            const int mi = lane >> 3;
+#pragma unroll
+            for (int kq = 0; kq < KB; kq++) {
+                const int q = (2 * kq + (mi >> 1)) * 8 + (lane & 7), chunk = (key_w >> 3) + (mi & 1);
+                stsm_x4_t(sS + pnl<BR>(q, chunk), ds[kq][0], ds[kq][1], ds[kq][2], ds[kq][3]);
+            }
+            fence_proxy_async();
+        }
+        wgmma_wait<0>();
+        if (a.deterministic) {
+            h = h_next, tile = tile_next;
+            continue;
+        }
+        __syncthreads(); /* dS complete */
+
+        /* Phase C: dQ (BR x NC of it) = dS (BR x KC keys) K (KC x NC), into the workspace */
+        {
+            constexpr int NCT = NC / 8;
+            const int kc0 = K::C_SPLIT_D ? 0 : wg * 64, n0 = K::C_SPLIT_D ? wg * NC : 0;
+            float acc_q[NCT][4];
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < KC / 16; kk++) {
+                const int key0 = kc0 + kk * 16;
+                const uint64_t da = wgmma_desc(sS + (key0 >> 6) * BR * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
+                const uint64_t db = wgmma_desc(sK + (n0 >> 6) * BC * 128 + key0 * 128, BC * 128, 1024);
+                Wgmma<T, NC>::ss_tb(acc_q, da, db, kk > 0);
+            }
+            wgmma_commit();
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc_q);
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int r = wi * 16 + g + hf * 8;
+                if (r >= n_rows) continue;
+                const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
+                float *dst = a.dq_accum + (token * a.heads_q + h) * a.dq_pitch;
+#pragma unroll
+                for (int n = 0; n < NCT; n++) {
+                    const int d = n0 + n * 8 + 2 * t;
+                    if (d < dqk) red_add2(dst + d, acc_q[n][hf * 2], acc_q[n][hf * 2 + 1]);
+                }
+            }
+        }
+        h = h_next, tile = tile_next;
+    }
+    cp_async_wait<0>();
+    wgmma_fence_regs(acc_dv);
+    wgmma_fence_regs(acc_dk);
+
+    /* dV, and dK times the softmax scale: staged where Q and dO were, then 16-byte stores (as in
+     * bwd.cuh), or element by element through the strides. */
+    if (rows16_ok(a.dk, mfa_dtype_of<T>(), a.varlen) && rows16_ok(a.dv, mfa_dtype_of<T>(), a.varlen)) {
+        const uint32_t sdK = sQ0, sdV = sQ0 + K::K_BYTES;
+        __syncthreads(); /* every warp is done with the last query tile */
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+            for (int n = 0; n < DT; n++) {
+                const uint32_t off = pnl<BC>(key_w + g + hf * 8, n) + t * 4;
+                const uint32_t kv = pack2<T>(acc_dk[n][hf * 2] * a.scale, acc_dk[n][hf * 2 + 1] * a.scale);
+                const uint32_t vv = pack2<T>(acc_dv[n][hf * 2], acc_dv[n][hf * 2 + 1]);
+                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdK + off), "r"(kv));
+                asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdV + off), "r"(vv));
+            }
+        __syncthreads();
+        T *dkg = (T *)a.dk.data + mfa_at(a.dk, s.tb, s.k0 + j0, hk, 0);
+        T *dvg = (T *)a.dv.data + mfa_at(a.dv, s.tb, s.k0 + j0, hk, 0);
+        constexpr int CH = D / 8;
+        for (int x = threadIdx.x; x < BC * CH; x += THREADS) {
+            const int r = x / CH, c = x % CH;
+            if (r >= nk) continue;
+            uint4 u;
+            if (c * 8 < dqk) {
+                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdK + pnl<BC>(r, c)));
+                *(uint4 *)(dkg + r * a.dk.stride[1] + c * 8) = u;
+            }
+            if (c * 8 < dv) {
+                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                             : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdV + pnl<BC>(r, c)));
+                *(uint4 *)(dvg + r * a.dv.stride[1] + c * 8) = u;
+            }
+        }
+        return;
+    }
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int key = key_w + g + hf * 8;
+        if (key >= nk) continue;
+        const int64_t at_k = mfa_at(a.dk, s.tb, s.k0 + j0 + key, hk, 0);
+        const int64_t at_v = mfa_at(a.dv, s.tb, s.k0 + j0 + key, hk, 0);
+#pragma unroll
+        for (int n = 0; n < DT; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int d = n * 8 + 2 * t + e;
+                if (d < dqk) mfa_st(a.dk.data, a.dk.dtype, at_k + d * a.dk.stride[3], acc_dk[n][hf * 2 + e] * a.scale);
+                if (d < dv) mfa_st(a.dv.data, a.dv.dtype, at_v + d * a.dv.stride[3], acc_dv[n][hf * 2 + e]);
+            }
+    }
+#else
+    (void)a;
+#endif
+}
+
+template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
+    using K = Bwd90<T, D>;
+    return mfa_bwd::launch_passes<T, D>(a, stream, (const void *)bwd90_kernel<T, D>, K::BC, K::THREADS, K::SMEM);
+}
+
+} // namespace mfa_bwd90
+
+#define MFA_BWD90_INSTANTIATE(T, D) template cudaError_t mfa_bwd90::launch<T, D>(const Args &, cudaStream_t);
+
+#endif

@@ -1,0 +1,74 @@
+/* bwd_walk.cuh — what the tensor-core backwards (bwd.cuh, bwd_sm90.cuh) share: the query tiles a
+ * block of keys visits, and the loads of one query tile.
+ *
+ * A block owns the keys [j0, j0 + nk) of one (batch, kv head) and walks the query tiles (BR rows,
+ * of every q head of its GQA group) that can see them. Row i sees keys [lo(i), hi(i)), both
+ * non-decreasing in i, so the tiles that meet the block's keys are one run, and so are those
+ * entirely inside the mask (no per-element test): found once, by bisection. */
+#ifndef MFA_CUDA_BWD_WALK_CUH
+#define MFA_CUDA_BWD_WALK_CUH
+
+#include "common.cuh"
+#include "tile.cuh"
+
+struct BwdWalk {
+    int t_first, t_end; /* visited tiles [t_first, t_end) of each q head */
+    int t_in, t_out;    /* tiles [t_in, t_out) see all BC keys of the block: no mask to apply */
+    bool keys_short;    /* the block's last keys are padding */
+
+    __device__ __forceinline__ BwdWalk(const Args &a, const Seq &s, int64_t j0, int nk, int br, int bc) {
+        const int n_tiles = (int)((s.sq + br - 1) / br);
+        auto first_tile = [&](auto pred) { /* the first tile where a monotone predicate turns true */
+            int lo = 0, hi = n_tiles;
+            while (lo < hi) {
+                const int mid = (lo + hi) / 2;
+                if (pred(mid)) hi = mid; else lo = mid + 1;
+            }
+            return lo;
+        };
+        auto first_row = [&](int tq) { return (int64_t)tq * br; };
+        auto last_row = [&](int tq) { return min((int64_t)tq * br + br, s.sq) - 1; };
+        auto lo_of = [&](int64_t i) { int64_t l, r; mfa_key_range(a, i, s.sq, s.sk, l, r); return l; };
+        auto hi_of = [&](int64_t i) { int64_t l, r; mfa_key_range(a, i, s.sq, s.sk, l, r); return r; };
+        t_first = first_tile([&](int tq) { return hi_of(last_row(tq)) > j0; });
+        t_end = first_tile([&](int tq) { return lo_of(first_row(tq)) >= j0 + nk; });
+        t_in = first_tile([&](int tq) { return hi_of(first_row(tq)) >= j0 + bc; });
+        t_out = first_tile([&](int tq) { return lo_of(last_row(tq)) > j0; });
+        keys_short = j0 + bc > s.sk;
+    }
+    __device__ __forceinline__ bool needs_mask(int tq) const { return keys_short || tq < t_in || tq >= t_out; }
+};
+
+/* The first row of q head h of a sequence: Q and dO pointers and the LSE / delta index. */
+template <typename T> struct BwdHead {
+    const T *q, *dout;
+    int64_t stat;
+    __device__ __forceinline__ BwdHead(const Args &a, const Seq &s, int64_t b, int64_t h)
+        : q((const T *)a.q.data + s.tb * a.q.stride[0] + s.q0 * a.q.stride[1] + h * a.q.stride[2]),
+          dout((const T *)a.dout.data + s.tb * a.dout.stride[0] + s.q0 * a.dout.stride[1] + h * a.dout.stride[2]),
+          stat(mfa_lse_at(a, b, s, h, 0)) {}
+};
+
+/* cp.async of query tile tq of a head: Q and dO (BR rows, zero-filled past the sequence) into sQ
+ * and sO in the tile layout PANEL (tile.cuh), the LSE and delta into st[0..BR) and st[BR..2BR).
+ * Padding rows get lse = +inf, so their P = 2^-inf = 0. */
+template <typename T, int D, int BR, int THREADS, bool PANEL>
+__device__ __forceinline__ void bwd_load_rows(const Args &a, const Seq &s, const BwdHead<T> &hd, int tq, uint32_t sQ,
+                                              uint32_t sO, float *st) {
+    const int64_t i0 = (int64_t)tq * BR;
+    const int n = (int)min((int64_t)BR, s.sq - i0);
+    load_tile<T, D, BR, THREADS, PANEL>(sQ, hd.q + i0 * a.q.stride[1], a.q.stride[1], n, (int)a.head_dim_qk,
+                                        (const T *)a.q.data);
+    load_tile<T, D, BR, THREADS, PANEL>(sO, hd.dout + i0 * a.dout.stride[1], a.dout.stride[1], n, (int)a.head_dim_v,
+                                        (const T *)a.dout.data);
+    for (int r = threadIdx.x; r < BR; r += THREADS) {
+        if (r < n) {
+            cp_async4(smem_u32(st + r), a.lse + hd.stat + i0 + r);
+            cp_async4(smem_u32(st + BR + r), a.delta + hd.stat + i0 + r);
+        } else {
+            st[r] = INFINITY, st[BR + r] = 0.0f;
+        }
+    }
+}
+
+#endif
