@@ -79,12 +79,15 @@ template <> struct BwdTile<192> { static constexpr int BC = 64, BR = 64, WARPS =
 template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
 
 /* Backward on Hopper (bwd_sm90.cuh, wgmma): two warpgroups of 64 keys (BC = 128) walk query tiles
- * of BR = 64 (the N of S^T = K Q^T and the k-extent of dV += P^T dO). Registers: dK and dV
- * accumulators D / 2 each a thread, S^T and dP^T 32 each. d64 / d128 only: at d256 dK and dV
- * alone would take 256 registers a thread (the mma.sync backward keeps d192 / d256).
- * Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC): 96 / 176 KiB. */
+ * of BR rows (the N of S^T = K Q^T and the k-extent of dV += P^T dO). Registers a thread: dK and
+ * dV accumulators D / 2 each, S^T and dP^T BR / 2 each. d64: BR = 128 (64 + 128 accumulators);
+ * dQ = dS K splits the queries between the warpgroups (64 rows each, all keys). At BR = 64 the
+ * d64 tiles were too small to pay for their two barriers and waits (fwd+bwd 0.75-0.78x FA2).
+ * d128: BR = 64 (128 + 64); dQ splits the dims (one 64-column panel each). d256 would need 256
+ * registers for dK and dV alone: the mma.sync backward keeps d192 / d256.
+ * Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC): 128 / 176 KiB. */
 template <int D> struct Bwd90Tile;
-template <> struct Bwd90Tile<64> { static constexpr int BC = 128, BR = 64; };
+template <> struct Bwd90Tile<64> { static constexpr int BC = 128, BR = 128; };
 template <> struct Bwd90Tile<128> { static constexpr int BC = 128, BR = 64; };
 
 #endif

@@ -9,8 +9,9 @@
  *                                           the A layout), dO / Q read transposed by descriptor
  *      dS^T -> shared memory as dS (stmatrix .trans), while B runs
  *   C  dQ = dS K                            wgmma from shared memory; fp32 vector reductions into
- *                                           the workspace (d128: warpgroup w takes dims 64w..;
- *                                           d64: keys 64w.., both adding into the same rows)
+ *                                           the workspace (BR = 128: warpgroup w takes queries
+ *                                           64w..; else d >= 128: dims 64w..; else keys 64w..,
+ *                                           both adding into the same rows)
  * Two barriers a tile: the tile landed (and the last tile is done with dS and the buffers), and
  * dS is complete. Tiles use the 128-byte swizzle panel layout (ptx.cuh pnl). The passes around the
  * kernel (delta, dQ conversion) are bwd.cuh's. Compiled for sm_90a only (MFA_HAS_WGMMA). */
@@ -32,13 +33,14 @@ namespace mfa_bwd90 {
 template <typename T, int D> struct Bwd90 {
     static constexpr int BC = Bwd90Tile<D>::BC, BR = Bwd90Tile<D>::BR, THREADS = 256;
     static constexpr int NQ = BR / 8, DT = D / 8, KQ = D / 16, KB = BR / 16;
-    /* phase C: d128 splits the dims between the warpgroups (a whole panel each), d64 the keys */
-    static constexpr bool C_SPLIT_D = D >= 128;
-    static constexpr int NC = C_SPLIT_D ? D / 2 : D, KC = C_SPLIT_D ? BC : BC / 2;
+    /* phase C: the warpgroups split the queries (BR = 128), else the dims (a whole panel each),
+     * else the keys */
+    static constexpr bool C_SPLIT_Q = BR == 128, C_SPLIT_D = !C_SPLIT_Q && D >= 128;
+    static constexpr int NC = C_SPLIT_D ? D / 2 : D, KC = C_SPLIT_Q || C_SPLIT_D ? BC : BC / 2;
     static constexpr uint32_t K_BYTES = BC * D * 2, Q_BYTES = BR * D * 2, S_BYTES = BR * BC * 2;
     /* K, V; Q, dO twice; dS; lse and delta twice; 1 KiB of slack to align the 8-row groups */
     static constexpr size_t SMEM = 2 * K_BYTES + 4 * Q_BYTES + S_BYTES + 4 * BR * sizeof(float) + 1024;
-    static_assert(BC == 128 && BR == 64 && D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES, "tile shapes");
+    static_assert(BC == 128 && (BR == 64 || BR == 128) && D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES, "tile shapes");
 };
 
 template <typename T, int D>
@@ -106,20 +108,25 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, 1) bwd90_kernel(const __
         cp_async_commit();
         const float *sL = sStat + buf * 2 * BR, *sDl = sL + BR;
 
-        /* Phase A: S^T and dP^T, keys 64wg.. x the tile's BR queries; k16 step ks reads 32 bytes
-         * into each 128-byte row of panel ks / 4 */
+        /* Phase A: S^T and dP^T, keys 64wg.. x the tile's BR queries, as two commit groups so
+         * that P is computed, and dV += P^T dO issued, while dP^T still runs; k16 step ks reads
+         * 32 bytes into each 128-byte row of panel ks / 4 */
         float acc_s[NQ][4], acc_p[NQ][4];
         wgmma_fence();
 #pragma unroll
         for (int ks = 0; ks < KQ; ks++) {
             const uint32_t col = (ks & 3) * 32, kp = (ks >> 2) * BC * 128 + wg * 64 * 128, qp = (ks >> 2) * BR * 128;
             Wgmma<T, BR>::ss(acc_s, wgmma_desc(sK + kp + col, 16, 1024), wgmma_desc(sQ + qp + col, 16, 1024), ks > 0);
+        }
+        wgmma_commit();
+#pragma unroll
+        for (int ks = 0; ks < KQ; ks++) {
+            const uint32_t col = (ks & 3) * 32, kp = (ks >> 2) * BC * 128 + wg * 64 * 128, qp = (ks >> 2) * BR * 128;
             Wgmma<T, BR>::ss(acc_p, wgmma_desc(sV + kp + col, 16, 1024), wgmma_desc(sO + qp + col, 16, 1024), ks > 0);
         }
         wgmma_commit();
-        wgmma_wait<0>();
+        wgmma_wait<1>(); /* S^T */
         wgmma_fence_regs(acc_s);
-        wgmma_fence_regs(acc_p);
 #pragma unroll
         for (int n = 0; n < NQ; n++)
 #pragma unroll
@@ -133,14 +140,12 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, 1) bwd90_kernel(const __
                     klo = (int)min(max(rlo - j0, (int64_t)0), (int64_t)BC);
                     khi = (int)min(max(rhi - j0, (int64_t)0), (int64_t)BC);
                 }
-                const float nl2 = -sL[q] * MFA_LOG2E, dl = sDl[q];
+                const float nl2 = -sL[q] * MFA_LOG2E;
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {
                     const int kl = key_w + g + hf * 8;
                     const float x = kl >= klo && kl < khi ? fmaf(acc_s[n][hf * 2 + e], sl2, nl2) : -INFINITY;
-                    const float p = ex2(x);
-                    acc_s[n][hf * 2 + e] = p;
-                    acc_p[n][hf * 2 + e] = p * (acc_p[n][hf * 2 + e] - dl);
+                    acc_s[n][hf * 2 + e] = ex2(x);
                 }
             }
         /* P^T and dS^T as A fragments: k16 step kq is n-tiles 2kq, 2kq + 1 */
@@ -151,16 +156,36 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, 1) bwd90_kernel(const __
             for (int i = 0; i < 4; i++) {
                 const int n = 2 * kq + (i >> 1), hf = i & 1;
                 pp[kq][i] = pack2<T>(acc_s[n][hf * 2], acc_s[n][hf * 2 + 1]);
+            }
+        /* Phase B, first half: dV += P^T dO (k16 step kq: queries 16kq.., both 8-row groups) */
+        wgmma_fence();
+#pragma unroll
+        for (int kq = 0; kq < KB; kq++)
+            Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc(sO + kq * 16 * 128, BR * 128, 1024), true);
+        wgmma_commit();
+        wgmma_wait<1>(); /* dP^T (dV may run on) */
+        wgmma_fence_regs(acc_p);
+#pragma unroll
+        for (int n = 0; n < NQ; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const float dl = sDl[n * 8 + 2 * t + e];
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] = acc_s[n][hf * 2 + e] * (acc_p[n][hf * 2 + e] - dl);
+            }
+#pragma unroll
+        for (int kq = 0; kq < KB; kq++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int n = 2 * kq + (i >> 1), hf = i & 1;
                 ds[kq][i] = pack2<T>(acc_p[n][hf * 2], acc_p[n][hf * 2 + 1]);
             }
 
-        /* Phase B: dV += P^T dO, dK += dS^T Q (k16 step kq: queries 16kq.., both 8-row groups) */
+        /* Phase B, second half: dK += dS^T Q */
         wgmma_fence();
 #pragma unroll
-        for (int kq = 0; kq < KB; kq++) {
-            Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc(sO + kq * 16 * 128, BR * 128, 1024), true);
+        for (int kq = 0; kq < KB; kq++)
             Wgmma<T, D>::rs(acc_dk, ds[kq], wgmma_desc(sQ + kq * 16 * 128, BR * 128, 1024), true);
-        }
         wgmma_commit();
         if (!a.deterministic) {
             /* dS^T -> dS[query][key] while B runs: matrix i of step kq is (hf = i & 1, n = 2kq + i / 2),
@@ -173,23 +198,24 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, 1) bwd90_kernel(const __
             }
             fence_proxy_async();
         }
-        wgmma_wait<0>();
         if (a.deterministic) {
+            wgmma_wait<0>();
             h = h_next, tile = tile_next;
             continue;
         }
-        __syncthreads(); /* dS complete */
+        __syncthreads(); /* dS complete (B may run on: C queues behind it) */
 
-        /* Phase C: dQ (BR x NC of it) = dS (BR x KC keys) K (KC x NC), into the workspace */
+        /* Phase C: dQ (64 x NC of it) = dS (64 x KC keys) K (KC x NC), into the workspace */
         {
             constexpr int NCT = NC / 8;
-            const int kc0 = K::C_SPLIT_D ? 0 : wg * 64, n0 = K::C_SPLIT_D ? wg * NC : 0;
+            const int kc0 = K::C_SPLIT_Q || K::C_SPLIT_D ? 0 : wg * 64, n0 = K::C_SPLIT_D ? wg * NC : 0;
+            const int q0 = K::C_SPLIT_Q ? wg * 64 : 0; /* the first query row of this warpgroup's dQ */
             float acc_q[NCT][4];
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < KC / 16; kk++) {
                 const int key0 = kc0 + kk * 16;
-                const uint64_t da = wgmma_desc(sS + (key0 >> 6) * BR * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
+                const uint64_t da = wgmma_desc(sS + (key0 >> 6) * BR * 128 + q0 * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
                 const uint64_t db = wgmma_desc(sK + (n0 >> 6) * BC * 128 + key0 * 128, BC * 128, 1024);
                 Wgmma<T, NC>::ss_tb(acc_q, da, db, kk > 0);
             }
@@ -198,7 +224,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, 1) bwd90_kernel(const __
             wgmma_fence_regs(acc_q);
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
-                const int r = wi * 16 + g + hf * 8;
+                const int r = q0 + wi * 16 + g + hf * 8;
                 if (r >= n_rows) continue;
                 const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
                 float *dst = a.dq_accum + (token * a.heads_q + h) * a.dq_pitch;
