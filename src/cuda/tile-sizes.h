@@ -33,12 +33,13 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
 /* Forward on Hopper (fwd_sm90.cuh, wgmma): two warpgroups of 64 query rows (BR = 128, 8 warps);
  * K, V in shared memory twice (this tile and the next, loading). Operands come from shared memory
  * through descriptors, so registers hold only accumulators: S (BC / 2 a thread), O (D / 2) and P
- * (BC / 4 packed). d64/d128: BC = 128 (64 + 32 / 64 + 64 accumulators), 80 / 160 KiB smem.
- * d256: BC = 64 (32 + 128), 192 KiB. One block per SM. */
+ * (BC / 4 packed). d64: BC = 64 (32 + 32 accumulators, 48 KiB smem) so that two blocks share an
+ * SM (MINB = 2: at most 128 registers) and one block's softmax overlaps the other's products.
+ * d128: BC = 128 (64 + 64), 160 KiB. d256: BC = 64 (32 + 128), 192 KiB. One block per SM. */
 template <int D> struct Fwd90Tile;
-template <> struct Fwd90Tile<64> { static constexpr int BR = 128, BC = 128; };
-template <> struct Fwd90Tile<128> { static constexpr int BR = 128, BC = 128; };
-template <> struct Fwd90Tile<256> { static constexpr int BR = 128, BC = 64; };
+template <> struct Fwd90Tile<64> { static constexpr int BR = 128, BC = 64, MINB = 2; };
+template <> struct Fwd90Tile<128> { static constexpr int BR = 128, BC = 128, MINB = 1; };
+template <> struct Fwd90Tile<256> { static constexpr int BR = 128, BC = 64, MINB = 1; };
 
 /* Forward, fp32 inputs (fwd32.cuh, TF32 mma.sync m16n8k8): tiles hold fp32, so shared memory,
  * not registers, is the limit: (BR + 2 BC) x (D + 4) x 4 bytes. 8 warps of 16 rows each: a thread

@@ -34,14 +34,14 @@ template <typename T, int D> struct Fwd90 {
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(Fwd90<T, D>::THREADS, 1) fwd90_kernel(const __grid_constant__ Args a) {
+__global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd90_kernel(const __grid_constant__ Args a) {
 #if MFA_HAS_WGMMA
     using K = Fwd90<T, D>;
     constexpr int BR = K::BR, BC = K::BC, THREADS = K::THREADS, NT = K::NT, DT = K::DT, KQ = K::KQ, KV = K::KV;
     extern __shared__ __align__(1024) char smem[];
     const uint32_t sQ = (smem_u32(smem) + 1023) & ~1023u, sKV = sQ + K::Q_BYTES; /* stage st: sKV + st * 2 T_BYTES */
 
-    const FwdBlock blk = mfa_fwd_block(a, BR, 1);
+    const FwdBlock blk = mfa_fwd_block(a, BR, Fwd90Tile<D>::MINB);
     const int64_t b = blk.b, h = blk.h, hk = h / a.group, i0 = blk.i0;
     const Seq s = mfa_seq(a, b);
     if (i0 >= s.sq) return;
