@@ -79,16 +79,18 @@ template <> struct BwdTile<128> { static constexpr int BC = 128, BR = 64, WARPS 
 template <> struct BwdTile<192> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
 template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
 
-/* Backward on Hopper (bwd_sm90.cuh, wgmma): two warpgroups of 64 keys (BC = 128) walk query tiles
- * of BR rows (the N of S^T = K Q^T and the k-extent of dV += P^T dO). Registers a thread: dK and
- * dV accumulators D / 2 each, S^T and dP^T BR / 2 each. d64: BR = 128 (64 + 128 accumulators);
- * dQ = dS K splits the queries between the warpgroups (64 rows each, all keys). At BR = 64 the
- * d64 tiles were too small to pay for their two barriers and waits (fwd+bwd 0.75-0.78x FA2).
- * d128: BR = 64 (128 + 64); dQ splits the dims (one 64-column panel each). d256 would need 256
- * registers for dK and dV alone: the mma.sync backward keeps d192 / d256.
- * Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC): 128 / 176 KiB. */
+/* Backward on Hopper (bwd_sm90.cuh, wgmma): warpgroups of 64 keys (BC / 64 of them a block) walk
+ * query tiles of BR rows (the N of S^T = K Q^T and the k-extent of dV += P^T dO). Registers a
+ * thread: dK and dV accumulators D / 2 each, S^T and dP^T BR / 2 each. One block an SM.
+ * d64: BC = 128, BR = 128 (64 + 128 accumulators); dQ splits the queries (64 rows a warpgroup).
+ * Measured worse on the H100 (fwd+bwd against FA2): BR = 64 (0.75-0.78x: tiles too small for their
+ * two barriers and waits); BC = 64 with one warpgroup a block and two blocks an SM (0.60-0.89x:
+ * twice the Q/dO reloads and dQ reductions of 128-key blocks).
+ * d128: BC = 128, BR = 64 (128 + 64); dQ splits the dims (one 64-column panel a warpgroup).
+ * d256 would need 256 registers for dK and dV alone: the mma.sync backward keeps d192 / d256.
+ * Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC): 128 / 146 KiB. */
 template <int D> struct Bwd90Tile;
-template <> struct Bwd90Tile<64> { static constexpr int BC = 128, BR = 128; };
-template <> struct Bwd90Tile<128> { static constexpr int BC = 128, BR = 64; };
+template <> struct Bwd90Tile<64> { static constexpr int BC = 128, BR = 128, MINB = 1; };
+template <> struct Bwd90Tile<128> { static constexpr int BC = 128, BR = 64, MINB = 1; };
 
 #endif

@@ -1,6 +1,6 @@
 /* bwd_sm90.cuh — the Hopper backward: bwd.cuh's algorithm with the products on wgmma (sm_90a).
  *
- * A block owns BC = 128 keys of one (batch, kv head); warpgroup w owns keys 64w..64w+63 and keeps
+ * A block owns BC keys (64 or 128) of one (batch, kv head); warpgroup w owns keys 64w..64w+63 and keeps
  * their dK, dV in registers while the block walks the query tiles (BR = 64 rows, every q head of
  * the GQA group; bwd_walk.cuh) that see them. Per tile:
  *   A  S^T = K_w Q^T, dP^T = V_w dO^T      wgmma, all operands in shared memory
@@ -9,9 +9,9 @@
  *                                           the A layout), dO / Q read transposed by descriptor
  *      dS^T -> shared memory as dS (stmatrix .trans), while B runs
  *   C  dQ = dS K                            wgmma from shared memory; fp32 vector reductions into
- *                                           the workspace (BR = 128: warpgroup w takes queries
- *                                           64w..; else d >= 128: dims 64w..; else keys 64w..,
- *                                           both adding into the same rows)
+ *                                           the workspace (two warpgroups: at BR = 128 warpgroup
+ *                                           w takes queries 64w..; else at d >= 128 dims 64w..;
+ *                                           else keys 64w.., both adding into the same rows)
  * Two barriers a tile: the tile landed (and the last tile is done with dS and the buffers), and
  * dS is complete. Tiles use the 128-byte swizzle panel layout (ptx.cuh pnl). The passes around the
  * kernel (delta, dQ conversion) are bwd.cuh's. Compiled for sm_90a only (MFA_HAS_WGMMA). */
@@ -31,20 +31,21 @@
 namespace mfa_bwd90 {
 
 template <typename T, int D> struct Bwd90 {
-    static constexpr int BC = Bwd90Tile<D>::BC, BR = Bwd90Tile<D>::BR, THREADS = 256;
+    static constexpr int BC = Bwd90Tile<D>::BC, BR = Bwd90Tile<D>::BR, WGS = BC / 64, THREADS = WGS * 128;
     static constexpr int NQ = BR / 8, DT = D / 8, KQ = D / 16, KB = BR / 16;
-    /* phase C: the warpgroups split the queries (BR = 128), else the dims (a whole panel each),
-     * else the keys */
-    static constexpr bool C_SPLIT_Q = BR == 128, C_SPLIT_D = !C_SPLIT_Q && D >= 128;
-    static constexpr int NC = C_SPLIT_D ? D / 2 : D, KC = C_SPLIT_Q || C_SPLIT_D ? BC : BC / 2;
+    /* phase C with two warpgroups: they split the queries (BR = 128), else the dims (a whole
+     * panel each), else the keys; one warpgroup does all of it */
+    static constexpr bool C_SPLIT_Q = WGS == 2 && BR == 128, C_SPLIT_D = WGS == 2 && !C_SPLIT_Q && D >= 128;
+    static constexpr bool C_SPLIT_K = WGS == 2 && !C_SPLIT_Q && !C_SPLIT_D;
+    static constexpr int NC = C_SPLIT_D ? D / 2 : D, KC = C_SPLIT_K ? BC / 2 : BC;
     static constexpr uint32_t K_BYTES = BC * D * 2, Q_BYTES = BR * D * 2, S_BYTES = BR * BC * 2;
     /* K, V; Q, dO twice; dS; lse and delta twice; 1 KiB of slack to align the 8-row groups */
     static constexpr size_t SMEM = 2 * K_BYTES + 4 * Q_BYTES + S_BYTES + 4 * BR * sizeof(float) + 1024;
-    static_assert(BC == 128 && (BR == 64 || BR == 128) && D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES, "tile shapes");
+    static_assert((BC == 64 || BC == 128) && (BR == 64 || BR == 128) && D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES, "tile shapes");
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(Bwd90<T, D>::THREADS, 1) bwd90_kernel(const __grid_constant__ Args a) {
+__global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd90_kernel(const __grid_constant__ Args a) {
 #if MFA_HAS_WGMMA
     using K = Bwd90<T, D>;
     constexpr int BC = K::BC, BR = K::BR, THREADS = K::THREADS, NQ = K::NQ, DT = K::DT, KQ = K::KQ, KB = K::KB;
@@ -55,7 +56,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, 1) bwd90_kernel(const __
     float *sStat = (float *)(smem + (sS + K::S_BYTES - smem_u32(smem))); /* [buf][lse BR | delta BR] */
 
     int64_t pair, key_tile;
-    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, 1, false, pair, key_tile);
+    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, Bwd90Tile<D>::MINB, false, pair, key_tile);
     const int64_t b = pair / a.heads_kv, hk = pair % a.heads_kv, j0 = key_tile * BC;
     const Seq s = mfa_seq(a, b);
     if (j0 >= s.sk) return;
@@ -208,7 +209,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, 1) bwd90_kernel(const __
         /* Phase C: dQ (64 x NC of it) = dS (64 x KC keys) K (KC x NC), into the workspace */
         {
             constexpr int NCT = NC / 8;
-            const int kc0 = K::C_SPLIT_Q || K::C_SPLIT_D ? 0 : wg * 64, n0 = K::C_SPLIT_D ? wg * NC : 0;
+            const int kc0 = K::C_SPLIT_K ? wg * 64 : 0, n0 = K::C_SPLIT_D ? wg * NC : 0;
             const int q0 = K::C_SPLIT_Q ? wg * 64 : 0; /* the first query row of this warpgroup's dQ */
             float acc_q[NCT][4];
             wgmma_fence();
