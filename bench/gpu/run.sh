@@ -44,7 +44,11 @@ for step in $steps; do
     t0=$(date +%s)
     ./$B/mfa check --backend cuda >"$OUT/check.log" 2>&1
     echo "mfa check --backend cuda: rc=$? ($(( $(date +%s) - t0 )) s): $(tail -1 "$OUT/check.log")" | tee -a "$OUT/summary.txt"
-    grep -E "FAIL|SKIP" "$OUT/check.log" | head -20
+    # on Hopper the same table again with the mma.sync kernels (MFA_CUDA_WGMMA=0), which the
+    # wgmma ones replace there at most head dims
+    MFA_CUDA_WGMMA=0 ./$B/mfa check --backend cuda >"$OUT/check-mma.log" 2>&1
+    echo "MFA_CUDA_WGMMA=0 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-mma.log")" | tee -a "$OUT/summary.txt"
+    grep -E "FAIL|SKIP" "$OUT/check.log" "$OUT/check-mma.log" | head -20
     grep -A6 "FAIL" "$OUT/check.log" | head -60
     MFA_TEST_BACKEND=cuda ctest --test-dir $B -R test_cases >"$OUT/ctest.log" 2>&1
     echo "ctest (MFA_TEST_BACKEND=cuda): $(grep -E 'tests passed|tests failed' "$OUT/ctest.log")" | tee -a "$OUT/summary.txt"
@@ -55,7 +59,7 @@ for step in $steps; do
       for f in bwd_causal_tl varlen_gqa4_bf16 s63_d256 bf16_s1000_causal bwd_varlen_causal_br_no_keys transposed_k \
         bwd_bf16_d128_causal_gqa2 bwd_f16_d256_window bwd_bf16_d96_varlen_causal_br \
         s1000_d128_causal dense_bool_causal_br_gqa2 bwd_bf16_s300_d64 bwd_f16_s777_d128_window_gqa4 \
-        bwd_bf16_s333_dqk40_dv24_causal bwd_bf16_sq130_skv517_d64_br_gqa2; do
+        bwd_bf16_s333_dqk40_dv24_causal bwd_bf16_sq130_skv517_d64_br_gqa2 bwd_bf16_varlen_dqk200_dv256_causal_gqa2; do
         compute-sanitizer --tool $tool --error-exitcode 9 ./$B/mfa check --backend cuda --filter $f >>"$OUT/sanitize.log" 2>&1
         echo "compute-sanitizer $tool $f: rc=$? $(grep -E '^=+ (ERROR SUMMARY|RACECHECK SUMMARY)' "$OUT/sanitize.log" | tail -1)" | tee -a "$OUT/summary.txt"
       done

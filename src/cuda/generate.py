@@ -18,7 +18,7 @@ FAMILIES = {
     "fwd": ("fwd.cuh", "MFA_FWD_INSTANTIATE", [32, 64, 96, 128, 160, 192, 224, 256], DTYPES),
     # Hopper (sm_90a wgmma) forward: 64-column panels, so head dims that are multiples of 64
     "fwd90": ("fwd_sm90.cuh", "MFA_FWD90_INSTANTIATE", [64, 128, 256], DTYPES),
-    "bwd90": ("bwd_sm90.cuh", "MFA_BWD90_INSTANTIATE", [64, 128], DTYPES),
+    "bwd90": ("bwd_sm90.cuh", "MFA_BWD90_INSTANTIATE", [64, 128, 256], DTYPES),
     "bwd": ("bwd.cuh", "MFA_BWD_INSTANTIATE", [64, 128, 192, 256], DTYPES),
     # fp32 inputs: one kernel per head dim (3xTF32 and plain TF32 are one kernel's two branches)
     "fwd32": ("fwd32.cuh", "MFA_FWD32_INSTANTIATE", [64, 128, 192, 256], {"f32": None}),

@@ -79,18 +79,22 @@ template <> struct BwdTile<128> { static constexpr int BC = 128, BR = 64, WARPS 
 template <> struct BwdTile<192> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
 template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
 
-/* Backward on Hopper (bwd_sm90.cuh, wgmma): warpgroups of 64 keys (BC / 64 of them a block) walk
- * query tiles of BR rows (the N of S^T = K Q^T and the k-extent of dV += P^T dO). Registers a
- * thread: dK and dV accumulators D / 2 each, S^T and dP^T BR / 2 each. One block an SM.
+/* Backward on Hopper (bwd_sm90.cuh, wgmma): a block of BC keys walks query tiles of BR rows.
+ * Key split (d64, d128): warpgroups of 64 keys (BC / 64 of them), each holding its keys' dK and dV
+ * (D / 2 accumulators a thread each) and computing S^T, dP^T for them (BR / 2 each).
  * d64: BC = 128, BR = 128 (64 + 128 accumulators); dQ splits the queries (64 rows a warpgroup).
  * Measured worse on the H100 (fwd+bwd against FA2): BR = 64 (0.75-0.78x: tiles too small for their
  * two barriers and waits); BC = 64 with one warpgroup a block and two blocks an SM (0.60-0.89x:
  * twice the Q/dO reloads and dQ reductions of 128-key blocks).
  * d128: BC = 128, BR = 64 (128 + 64); dQ splits the dims (one 64-column panel a warpgroup).
- * d256 would need 256 registers for dK and dV alone: the mma.sync backward keeps d192 / d256.
- * Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC): 128 / 146 KiB. */
+ * Dim split (d256: a key split would need 256 registers for dK and dV alone): BC = BR = 64, two
+ * warpgroups, each holding dK, dV of all 64 keys for half the dims (64 + 64) and computing S^T,
+ * dP^T for half the queries (8 + 8); P^T, dS^T and dS meet in shared memory. 218 KiB.
+ * One block an SM. Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC; dim split
+ * also P^T, dS^T): 128 / 146 / 218 KiB. */
 template <int D> struct Bwd90Tile;
-template <> struct Bwd90Tile<64> { static constexpr int BC = 128, BR = 128, MINB = 1; };
-template <> struct Bwd90Tile<128> { static constexpr int BC = 128, BR = 64, MINB = 1; };
+template <> struct Bwd90Tile<64> { static constexpr int BC = 128, BR = 128, MINB = 1; static constexpr bool DIM_SPLIT = false; };
+template <> struct Bwd90Tile<128> { static constexpr int BC = 128, BR = 64, MINB = 1; static constexpr bool DIM_SPLIT = false; };
+template <> struct Bwd90Tile<256> { static constexpr int BC = 64, BR = 64, MINB = 1; static constexpr bool DIM_SPLIT = true; };
 
 #endif

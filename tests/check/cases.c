@@ -185,13 +185,16 @@ const mfa_check_case_t mfa_check_cases[] = {
     {"bwd_bf16_d96_varlen_causal_br", SHAPE(3, 100, 130, 2, 1, 96, 96), .varlen = 1, .in_dtype = BF16,
      .out_dtype = BF16, CAUSAL, BR, BWD},
     /* the Hopper backward's other paths: window + GQA at d128, partial head dims and bottom-right
-     * causal with fewer queries than keys at d64 (query tiles of 128) */
+     * causal with fewer queries than keys at d64 (query tiles of 128), the d256 dim split with varlen
+     * and partial head dims */
     {"bwd_f16_s777_d128_window_gqa4", SHAPE(1, 777, 777, 8, 2, 128, 128), .in_dtype = F16, .out_dtype = F16,
      WINDOW(100, 30), BWD},
     {"bwd_bf16_s333_dqk40_dv24_causal", SHAPE(2, 333, 333, 4, 4, 40, 24), .in_dtype = BF16, .out_dtype = BF16,
      CAUSAL, BWD},
     {"bwd_bf16_sq130_skv517_d64_br_gqa2", SHAPE(1, 130, 517, 2, 1, 64, 64), .in_dtype = BF16, .out_dtype = BF16,
      CAUSAL, BR, BWD},
+    {"bwd_bf16_varlen_dqk200_dv256_causal_gqa2", SHAPE(2, 150, 150, 4, 2, 200, 256), .varlen = 1, .in_dtype = BF16,
+     .out_dtype = BF16, CAUSAL, BWD},
     {"bwd_s100_dqk40_dv24_causal", SHAPE(1, 100, 100, 2, 2, 40, 24), CAUSAL, BWD},
     {"bwd_bf16_in_f32_out", SHAPE(1, 63, 63, 2, 2, 64, 64), .in_dtype = BF16, BWD},
     {"bwd_f32_in_f16_out_causal", SHAPE(1, 127, 127, 2, 2, 64, 64), .out_dtype = F16, CAUSAL, BWD},

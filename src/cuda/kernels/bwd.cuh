@@ -110,8 +110,8 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
     for (int buf = 0; h < h_end; buf ^= 1) {
         /* the next tile: the next row tile, or the first of the next q head */
         int64_t h_next = h;
-        int tile_next = tile + 1;
-        if (tile_next == t_end) tile_next = t_first, h_next++;
+        const int tile_next = walk.next(tile);
+        if (tile_next == walk.t_start) h_next++;
         {
             const int64_t i0 = (int64_t)tile * BR;
             const int n_rows = (int)min((int64_t)BR, s.sq - i0);

@@ -31,17 +31,26 @@
 namespace mfa_bwd90 {
 
 template <typename T, int D> struct Bwd90 {
-    static constexpr int BC = Bwd90Tile<D>::BC, BR = Bwd90Tile<D>::BR, WGS = BC / 64, THREADS = WGS * 128;
-    static constexpr int NQ = BR / 8, DT = D / 8, KQ = D / 16, KB = BR / 16;
-    /* phase C with two warpgroups: they split the queries (BR = 128), else the dims (a whole
-     * panel each), else the keys; one warpgroup does all of it */
-    static constexpr bool C_SPLIT_Q = WGS == 2 && BR == 128, C_SPLIT_D = WGS == 2 && !C_SPLIT_Q && D >= 128;
+    static constexpr int BC = Bwd90Tile<D>::BC, BR = Bwd90Tile<D>::BR;
+    static constexpr bool DIM_SPLIT = Bwd90Tile<D>::DIM_SPLIT;
+    /* key split: a warpgroup a 64 keys; dim split: two warpgroups, D / 2 dims of all BC = 64 keys each */
+    static constexpr int WGS = DIM_SPLIT ? 2 : BC / 64, THREADS = WGS * 128;
+    static constexpr int DW = DIM_SPLIT ? D / 2 : D; /* dK / dV dims a warpgroup holds */
+    static constexpr int NQ = BR / 8, DT = DW / 8, KQ = D / 16, KB = BR / 16;
+    /* phase C with two warpgroups splitting keys: they split the queries (BR = 128), else the dims
+     * (a whole panel each), else the keys; one warpgroup does all of it; dim split: the dims */
+    static constexpr bool C_SPLIT_Q = !DIM_SPLIT && WGS == 2 && BR == 128;
+    static constexpr bool C_SPLIT_D = DIM_SPLIT || (WGS == 2 && !C_SPLIT_Q && D >= 128);
     static constexpr bool C_SPLIT_K = WGS == 2 && !C_SPLIT_Q && !C_SPLIT_D;
     static constexpr int NC = C_SPLIT_D ? D / 2 : D, KC = C_SPLIT_K ? BC / 2 : BC;
     static constexpr uint32_t K_BYTES = BC * D * 2, Q_BYTES = BR * D * 2, S_BYTES = BR * BC * 2;
-    /* K, V; Q, dO twice; dS; lse and delta twice; 1 KiB of slack to align the 8-row groups */
-    static constexpr size_t SMEM = 2 * K_BYTES + 4 * Q_BYTES + S_BYTES + 4 * BR * sizeof(float) + 1024;
-    static_assert((BC == 64 || BC == 128) && (BR == 64 || BR == 128) && D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES, "tile shapes");
+    /* K, V; Q, dO twice; dS (dim split: also P^T and dS^T); lse and delta twice; 1 KiB of slack
+     * to align the 8-row groups */
+    static constexpr int S_TILES = DIM_SPLIT ? 3 : 1;
+    static constexpr size_t SMEM = 2 * K_BYTES + 4 * Q_BYTES + S_TILES * S_BYTES + 4 * BR * sizeof(float) + 1024;
+    static_assert((BC == 64 || BC == 128) && (BR == 64 || BR == 128) && D % 64 == 0 && NC % 64 == 0 &&
+                      2 * K_BYTES <= 4 * Q_BYTES && (!DIM_SPLIT || (BC == 64 && BR == 64)),
+                  "tile shapes");
 };
 
 template <typename T, int D>
@@ -53,10 +62,11 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
     extern __shared__ __align__(1024) char smem[];
     const uint32_t sK = (smem_u32(smem) + 1023) & ~1023u, sV = sK + K::K_BYTES, sQ0 = sV + K::K_BYTES;
     const uint32_t sS = sQ0 + 4 * K::Q_BYTES; /* dS: [BR queries][BC keys], panels of 64 keys */
-    float *sStat = (float *)(smem + (sS + K::S_BYTES - smem_u32(smem))); /* [buf][lse BR | delta BR] */
+    const uint32_t sPt = sS + K::S_BYTES, sSt = sPt + K::S_BYTES; /* dim split: P^T, dS^T [keys][queries] */
+    float *sStat = (float *)(smem + (sS + K::S_TILES * K::S_BYTES - smem_u32(smem))); /* [buf][lse BR | delta BR] */
 
     int64_t pair, key_tile;
-    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, Bwd90Tile<D>::MINB, false, pair, key_tile);
+    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, Bwd90Tile<D>::MINB, true, pair, key_tile);
     const int64_t b = pair / a.heads_kv, hk = pair % a.heads_kv, j0 = key_tile * BC;
     const Seq s = mfa_seq(a, b);
     if (j0 >= s.sk) return;
@@ -78,7 +88,8 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
         for (int e = 0; e < 4; e++) acc_dv[n][e] = acc_dk[n][e] = 0.0f;
 
     const float sl2 = a.scale_log2;
-    const BwdWalk walk(a, s, j0, nk, BR, BC);
+    BwdWalk walk(a, s, j0, nk, BR, BC);
+    walk.rotate(key_tile); /* with the grid's tiles of one head adjacent (no mask): see rotate */
     BwdHead<T> head(a, s, b, 0);
     auto load_q = [&](int tq, int buf) {
         const uint32_t q_s = sQ0 + buf * 2 * K::Q_BYTES;
@@ -86,14 +97,15 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
     };
     const int64_t h_end = (hk + 1) * a.group;
     int64_t h = walk.t_first < walk.t_end ? hk * a.group : h_end; /* no tile sees these keys: dK = dV = 0 */
-    int tile = walk.t_first;
+    int tile = walk.t_start;
     if (h < h_end) head = BwdHead<T>(a, s, b, h), load_q(tile, 0);
     cp_async_commit();
-    const int key_w = wg * 64 + wi * 16; /* this warp's first key row (of the block) */
+    /* this warp's first key row (of the block) and its warpgroup's first dK / dV dim */
+    const int key_w = (K::DIM_SPLIT ? 0 : wg * 64) + wi * 16, dim_w = K::DIM_SPLIT ? wg * K::DW : 0;
     for (int buf = 0; h < h_end; buf ^= 1) {
         int64_t h_next = h;
-        int tile_next = tile + 1;
-        if (tile_next == walk.t_end) tile_next = walk.t_first, h_next++;
+        const int tile_next = walk.next(tile);
+        if (tile_next == walk.t_start) h_next++;
         const int64_t i0 = (int64_t)tile * BR;
         const int n_rows = (int)min((int64_t)BR, s.sq - i0);
         const bool need_mask = walk.needs_mask(tile);
@@ -109,6 +121,103 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
         cp_async_commit();
         const float *sL = sStat + buf * 2 * BR, *sDl = sL + BR;
 
+        if constexpr (K::DIM_SPLIT) {
+            /* Phase A: S^T and dP^T for all BC keys x this warpgroup's 32 queries (32wg..) */
+            constexpr int NA = BR / 2 / 8; /* n8 tiles of queries a warpgroup */
+            float acc_s[NA][4], acc_p[NA][4];
+            wgmma_fence();
+#pragma unroll
+            for (int ks = 0; ks < KQ; ks++) {
+                const uint32_t col = (ks & 3) * 32, kp = (ks >> 2) * BC * 128, qp = (ks >> 2) * BR * 128 + wg * (BR / 2) * 128;
+                Wgmma<T, BR / 2>::ss(acc_s, wgmma_desc(sK + kp + col, 16, 1024), wgmma_desc(sQ + qp + col, 16, 1024), ks > 0);
+                Wgmma<T, BR / 2>::ss(acc_p, wgmma_desc(sV + kp + col, 16, 1024), wgmma_desc(sO + qp + col, 16, 1024), ks > 0);
+            }
+            wgmma_commit();
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc_s);
+            wgmma_fence_regs(acc_p);
+#pragma unroll
+            for (int n = 0; n < NA; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int q = wg * (BR / 2) + n * 8 + 2 * t + e;
+                    int klo = 0, khi = BC;
+                    if (need_mask) {
+                        int64_t rlo, rhi;
+                        mfa_key_range(a, i0 + q, s.sq, s.sk, rlo, rhi);
+                        klo = (int)min(max(rlo - j0, (int64_t)0), (int64_t)BC);
+                        khi = (int)min(max(rhi - j0, (int64_t)0), (int64_t)BC);
+                    }
+                    const float nl2 = -sL[q] * MFA_LOG2E, dl = sDl[q];
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const int kl = key_w + g + hf * 8;
+                        const float x = kl >= klo && kl < khi ? fmaf(acc_s[n][hf * 2 + e], sl2, nl2) : -INFINITY;
+                        const float p = ex2(x);
+                        acc_s[n][hf * 2 + e] = p;
+                        acc_p[n][hf * 2 + e] = p * (acc_p[n][hf * 2 + e] - dl);
+                    }
+                }
+            /* P^T, dS^T -> [key][query] and dS -> [query][key]: per pair of n-tiles, matrices
+             * (hf, n) = (0, n), (1, n), (0, n + 1), (1, n + 1); lane gives row lane % 8 of matrix lane / 8 */
+            const int mi = lane >> 3, hf_m = mi & 1;
+#pragma unroll
+            for (int np = 0; np < NA / 2; np++) {
+                uint32_t pv[4], dv4[4];
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int n = 2 * np + (i >> 1), hf = i & 1;
+                    pv[i] = pack2<T>(acc_s[n][hf * 2], acc_s[n][hf * 2 + 1]);
+                    dv4[i] = pack2<T>(acc_p[n][hf * 2], acc_p[n][hf * 2 + 1]);
+                }
+                const int qn = wg * (BR / 2) + (2 * np + (mi >> 1)) * 8; /* this matrix's first query */
+                const uint32_t at_t = pnl<BC>(key_w + hf_m * 8 + (lane & 7), qn >> 3);
+                stsm_x4(sPt + at_t, pv[0], pv[1], pv[2], pv[3]);
+                stsm_x4(sSt + at_t, dv4[0], dv4[1], dv4[2], dv4[3]);
+                if (!a.deterministic)
+                    stsm_x4_t(sS + pnl<BR>(qn + (lane & 7), (key_w >> 3) + hf_m), dv4[0], dv4[1], dv4[2], dv4[3]);
+            }
+            fence_proxy_async();
+            __syncthreads(); /* P^T, dS^T, dS complete */
+
+            /* Phase B: dV_w += P^T dO, dK_w += dS^T Q over this warpgroup's dims (panels 2wg..);
+             * phase C: dQ (BR x D / 2 dims) = dS K; one commit group */
+            wgmma_fence();
+#pragma unroll
+            for (int kq = 0; kq < KB; kq++) {
+                const uint64_t bo = wgmma_desc(sO + (dim_w >> 6) * BR * 128 + kq * 16 * 128, BR * 128, 1024);
+                const uint64_t bq = wgmma_desc(sQ + (dim_w >> 6) * BR * 128 + kq * 16 * 128, BR * 128, 1024);
+                Wgmma<T, K::DW>::ss_tb(acc_dv, wgmma_desc(sPt + kq * 32, 16, 1024), bo, true);
+                Wgmma<T, K::DW>::ss_tb(acc_dk, wgmma_desc(sSt + kq * 32, 16, 1024), bq, true);
+            }
+            if (a.deterministic) {
+                wgmma_commit();
+                wgmma_wait<0>();
+                h = h_next, tile = tile_next;
+                continue;
+            }
+            float acc_q[NC / 8][4];
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < BC / 16; kk++)
+                Wgmma<T, NC>::ss_tb(acc_q, wgmma_desc(sS + kk * 32, 16, 1024),
+                                    wgmma_desc(sK + (dim_w >> 6) * BC * 128 + kk * 16 * 128, BC * 128, 1024), kk > 0);
+            wgmma_commit();
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc_q);
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int r = wi * 16 + g + hf * 8;
+                if (r >= n_rows) continue;
+                const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
+                float *dst = a.dq_accum + (token * a.heads_q + h) * a.dq_pitch;
+#pragma unroll
+                for (int n = 0; n < NC / 8; n++) {
+                    const int d = dim_w + n * 8 + 2 * t;
+                    if (d < dqk) red_add2(dst + d, acc_q[n][hf * 2], acc_q[n][hf * 2 + 1]);
+                }
+            }
+        } else {
         /* Phase A: S^T and dP^T, keys 64wg.. x the tile's BR queries, as two commit groups so
          * that P is computed, and dV += P^T dO issued, while dP^T still runs; k16 step ks reads
          * 32 bytes into each 128-byte row of panel ks / 4 */
@@ -236,6 +345,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
                 }
             }
         }
+        }
         h = h_next, tile = tile_next;
     }
     cp_async_wait<0>();
@@ -251,7 +361,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
         for (int hf = 0; hf < 2; hf++)
 #pragma unroll
             for (int n = 0; n < DT; n++) {
-                const uint32_t off = pnl<BC>(key_w + g + hf * 8, n) + t * 4;
+                const uint32_t off = pnl<BC>(key_w + g + hf * 8, (dim_w >> 3) + n) + t * 4;
                 const uint32_t kv = pack2<T>(acc_dk[n][hf * 2] * a.scale, acc_dk[n][hf * 2 + 1] * a.scale);
                 const uint32_t vv = pack2<T>(acc_dv[n][hf * 2], acc_dv[n][hf * 2 + 1]);
                 asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdK + off), "r"(kv));
@@ -288,7 +398,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
         for (int n = 0; n < DT; n++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-                const int d = n * 8 + 2 * t + e;
+                const int d = dim_w + n * 8 + 2 * t + e;
                 if (d < dqk) mfa_st(a.dk.data, a.dk.dtype, at_k + d * a.dk.stride[3], acc_dk[n][hf * 2 + e] * a.scale);
                 if (d < dv) mfa_st(a.dv.data, a.dv.dtype, at_v + d * a.dv.stride[3], acc_dv[n][hf * 2 + e]);
             }

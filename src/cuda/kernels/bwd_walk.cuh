@@ -14,6 +14,7 @@
 struct BwdWalk {
     int t_first, t_end; /* visited tiles [t_first, t_end) of each q head */
     int t_in, t_out;    /* tiles [t_in, t_out) see all BC keys of the block: no mask to apply */
+    int t_start;        /* the walk goes t_start .. t_end - 1, t_first .. t_start - 1 */
     bool keys_short;    /* the block's last keys are padding */
 
     __device__ __forceinline__ BwdWalk(const Args &a, const Seq &s, int64_t j0, int nk, int br, int bc) {
@@ -35,7 +36,15 @@ struct BwdWalk {
         t_in = first_tile([&](int tq) { return hi_of(first_row(tq)) >= j0 + bc; });
         t_out = first_tile([&](int tq) { return lo_of(last_row(tq)) > j0; });
         keys_short = j0 + bc > s.sk;
+        t_start = t_first;
     }
+    /* Start the walk `seed` tiles in: blocks of one head that run together then add into
+     * different dQ rows at any moment instead of queueing on the same addresses. */
+    __device__ __forceinline__ void rotate(int64_t seed) {
+        const int n = t_end - t_first;
+        if (n > 0) t_start = t_first + (int)(seed % n);
+    }
+    __device__ __forceinline__ int next(int tq) const { return tq + 1 == t_end ? t_first : tq + 1; }
     __device__ __forceinline__ bool needs_mask(int tq) const { return keys_short || tq < t_in || tq >= t_out; }
 };
 
