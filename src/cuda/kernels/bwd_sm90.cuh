@@ -66,7 +66,9 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
     float *sStat = (float *)(smem + (sS + K::S_TILES * K::S_BYTES - smem_u32(smem))); /* [buf][lse BR | delta BR] */
 
     int64_t pair, key_tile;
-    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, Bwd90Tile<D>::MINB, true, pair, key_tile);
+    /* the dim split's 64-key blocks keep a head's blocks adjacent without a mask, with rotated
+     * walks (see mfa_grid_order); the key split measured steadier in the common order */
+    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, Bwd90Tile<D>::MINB, K::DIM_SPLIT, pair, key_tile);
     const int64_t b = pair / a.heads_kv, hk = pair % a.heads_kv, j0 = key_tile * BC;
     const Seq s = mfa_seq(a, b);
     if (j0 >= s.sk) return;
@@ -89,7 +91,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
 
     const float sl2 = a.scale_log2;
     BwdWalk walk(a, s, j0, nk, BR, BC);
-    walk.rotate(key_tile); /* with the grid's tiles of one head adjacent (no mask): see rotate */
+    if (K::DIM_SPLIT && a.mask_kind == MFA_MASK_NONE) walk.rotate(key_tile); /* only where the grid is adjacent */
     BwdHead<T> head(a, s, b, 0);
     auto load_q = [&](int tq, int buf) {
         const uint32_t q_s = sQ0 + buf * 2 * K::Q_BYTES;

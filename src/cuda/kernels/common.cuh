@@ -86,9 +86,9 @@ __device__ __forceinline__ Seq mfa_seq(const Args &a, int64_t b) {
  *    every head's inputs from DRAM, but with few heads (n_pairs <= resident / 4) the tiles of a
  *    head still run together, and this order keeps the heaviest tiles (under causal / window
  *    masks) of all heads first, which shortens the tail; backward, it also keeps the blocks of
- *    one head from adding into the same dQ rows at the same moment (the Hopper backward instead
- *    starts each block's walk at a different query tile, BwdWalk::rotate, and keeps tiles adjacent
- *    without a mask: d256 S = 4k non-causal ran 0.65x FA2 with pairs fastest).
+ *    one head from adding into the same dQ rows at the same moment (the Hopper backward at d256
+ *    instead starts each block's walk at a different query tile, BwdWalk::rotate, and keeps tiles
+ *    adjacent without a mask: its S = 4k non-causal ran 0.65x FA2 with pairs fastest).
  * `adjacent_if_even`: take the first order whenever the tiles cost the same (no mask).
  * Measured on the H100 (docs/cuda.md): forward d64 S = 1k 219 -> 258 TFLOP/s with tiles adjacent;
  * forward d128 S = 16k causal 353 with pairs fastest vs 329; backward d256 S = 1k 2.9 -> 2.1 ms with
