@@ -121,6 +121,18 @@ template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi
     __half2 v = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<uint32_t *>(&v);
 }
+/* C fragments of n-tiles (2k, 2k + 1) -> the A fragment of k16 step k (the layouts at the top):
+ * register i of step k is row g + 8 (i & 1) of n-tile 2k + i / 2, rounded to T. */
+template <typename T, int NT>
+__device__ __forceinline__ void c_to_a(const float (&c)[NT][4], uint32_t (&a)[NT / 2][4]) {
+#pragma unroll
+    for (int k = 0; k < NT / 2; k++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int n = 2 * k + (i >> 1), hf = i & 1;
+            a[k][i] = pack2<T>(c[n][hf * 2], c[n][hf * 2 + 1]);
+        }
+}
 /* The inverse: one register of T pairs into two floats (lo = the low half). */
 template <typename T> __device__ __forceinline__ float2 unpack2(uint32_t v);
 template <> __device__ __forceinline__ float2 unpack2<__nv_bfloat16>(uint32_t v) {

@@ -351,24 +351,7 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
                     asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdV + off), "r"(vv));
                 }
         __syncthreads();
-        T *dkg = (T *)a.dk.data + mfa_at(a.dk, s.tb, s.k0 + j0, hk, 0);
-        T *dvg = (T *)a.dv.data + mfa_at(a.dv, s.tb, s.k0 + j0, hk, 0);
-        constexpr int CH = D / 8;
-        for (int x = threadIdx.x; x < BC * CH; x += THREADS) {
-            const int r = x / CH, c = x % CH;
-            if (r >= nk) continue;
-            uint4 u;
-            if (c * 8 < dqk) {
-                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-                             : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdK + swz<DP>(r, c)));
-                *(uint4 *)(dkg + r * a.dk.stride[1] + c * 8) = u;
-            }
-            if (c * 8 < dv) {
-                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-                             : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdV + swz<DP>(r, c)));
-                *(uint4 *)(dvg + r * a.dv.stride[1] + c * 8) = u;
-            }
-        }
+        bwd_store_dkdv<T, D, BC, THREADS, false>(a, s, j0, hk, nk, sdK, sdV);
         return;
     }
 #pragma unroll

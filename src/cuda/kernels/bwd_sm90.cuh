@@ -260,15 +260,9 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
                     acc_s[n][hf * 2 + e] = ex2(x);
                 }
             }
-        /* P^T and dS^T as A fragments: k16 step kq is n-tiles 2kq, 2kq + 1 */
+        /* P^T and dS^T as A fragments (ptx.cuh c_to_a) */
         uint32_t pp[KB][4], ds[KB][4];
-#pragma unroll
-        for (int kq = 0; kq < KB; kq++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int n = 2 * kq + (i >> 1), hf = i & 1;
-                pp[kq][i] = pack2<T>(acc_s[n][hf * 2], acc_s[n][hf * 2 + 1]);
-            }
+        c_to_a<T>(acc_s, pp);
         /* Phase B, first half: dV += P^T dO (k16 step kq: queries 16kq.., both 8-row groups) */
         wgmma_fence();
 #pragma unroll
@@ -285,13 +279,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] = acc_s[n][hf * 2 + e] * (acc_p[n][hf * 2 + e] - dl);
             }
-#pragma unroll
-        for (int kq = 0; kq < KB; kq++)
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                const int n = 2 * kq + (i >> 1), hf = i & 1;
-                ds[kq][i] = pack2<T>(acc_p[n][hf * 2], acc_p[n][hf * 2 + 1]);
-            }
+        c_to_a<T>(acc_p, ds);
 
         /* Phase B, second half: dK += dS^T Q */
         wgmma_fence();
@@ -370,24 +358,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
                 asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdV + off), "r"(vv));
             }
         __syncthreads();
-        T *dkg = (T *)a.dk.data + mfa_at(a.dk, s.tb, s.k0 + j0, hk, 0);
-        T *dvg = (T *)a.dv.data + mfa_at(a.dv, s.tb, s.k0 + j0, hk, 0);
-        constexpr int CH = D / 8;
-        for (int x = threadIdx.x; x < BC * CH; x += THREADS) {
-            const int r = x / CH, c = x % CH;
-            if (r >= nk) continue;
-            uint4 u;
-            if (c * 8 < dqk) {
-                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-                             : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdK + pnl<BC>(r, c)));
-                *(uint4 *)(dkg + r * a.dk.stride[1] + c * 8) = u;
-            }
-            if (c * 8 < dv) {
-                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-                             : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdV + pnl<BC>(r, c)));
-                *(uint4 *)(dvg + r * a.dv.stride[1] + c * 8) = u;
-            }
-        }
+        bwd_store_dkdv<T, D, BC, THREADS, true>(a, s, j0, hk, nk, sdK, sdV);
         return;
     }
 #pragma unroll

@@ -1,5 +1,5 @@
 /* bwd_walk.cuh — what the tensor-core backwards (bwd.cuh, bwd_sm90.cuh) share: the query tiles a
- * block of keys visits, and the loads of one query tile.
+ * block of keys visits, the loads of one query tile, and the stores of dK and dV.
  *
  * A block owns the keys [j0, j0 + nk) of one (batch, kv head) and walks the query tiles (BR rows,
  * of every q head of its GQA group) that can see them. Row i sees keys [lo(i), hi(i)), both
@@ -76,6 +76,32 @@ __device__ __forceinline__ void bwd_load_rows(const Args &a, const Seq &s, const
             cp_async4(smem_u32(st + BR + r), a.delta + hd.stat + i0 + r);
         } else {
             st[r] = INFINITY, st[BR + r] = 0.0f;
+        }
+    }
+}
+
+/* dK and dV of the block's nk keys, staged in shared memory in the input type (sdK, sdV: BC rows of
+ * D in the PANEL layout or swz rows), out as whole 16-byte chunks (dk / dv: 16-byte rows). */
+template <typename T, int D, int BC, int THREADS, bool PANEL>
+__device__ __forceinline__ void bwd_store_dkdv(const Args &a, const Seq &s, int64_t j0, int64_t hk, int nk, uint32_t sdK,
+                                               uint32_t sdV) {
+    constexpr int DP = (D + 63) / 64 * 64, CH = D / 8;
+    T *dkg = (T *)a.dk.data + mfa_at(a.dk, s.tb, s.k0 + j0, hk, 0);
+    T *dvg = (T *)a.dv.data + mfa_at(a.dv, s.tb, s.k0 + j0, hk, 0);
+    for (int x = threadIdx.x; x < BC * CH; x += THREADS) {
+        const int r = x / CH, c = x % CH;
+        if (r >= nk) continue;
+        const uint32_t at = PANEL ? pnl<BC>(r, c) : swz<DP>(r, c);
+        uint4 u;
+        if (c * 8 < a.head_dim_qk) {
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdK + at));
+            *(uint4 *)(dkg + r * a.dk.stride[1] + c * 8) = u;
+        }
+        if (c * 8 < a.head_dim_v) {
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(sdV + at));
+            *(uint4 *)(dvg + r * a.dv.stride[1] + c * 8) = u;
         }
     }
 }

@@ -146,21 +146,7 @@ __global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd9
                 }
         }
     }
-    if (vec_o) {
-        __syncwarp();
-        T *og = (T *)a.o.data + s.tb * a.o.stride[0] + (s.q0 + i0) * a.o.stride[1] + h * a.o.stride[2];
-        constexpr int CH = D / 8;
-        for (int x = lane; x < 16 * CH; x += 32) {
-            const int r = row0 + x / CH, c = x % CH;
-            if (r < n_rows && c * 8 < dv) {
-                uint4 v;
-                asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
-                             : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                             : "r"(sO + pnl<BR>(r, c)));
-                *(uint4 *)(og + r * a.o.stride[1] + c * 8) = v;
-            }
-        }
-    }
+    if (vec_o) fwd_store_rows<T, D, 16, BR>(a, s, h, i0, n_rows, row0, sO, lane);
 #else
     (void)a;
 #endif

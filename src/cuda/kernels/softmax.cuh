@@ -1,6 +1,7 @@
 /* softmax.cuh — the per-row work of the tensor-core forwards (fwd.cuh, mma.sync; fwd_sm90.cuh,
  * wgmma), on one warp's m16 tile of scores in the C-fragment layout both share (ptx.cuh): a thread
- * holds columns 8n + 2t, +1 of rows g (elements 0, 1) and g + 8 (elements 2, 3), lane = 4g + t. */
+ * holds columns 8n + 2t, +1 of rows g (elements 0, 1) and g + 8 (elements 2, 3), lane = 4g + t;
+ * and the write of a warp's finished output rows. */
 #ifndef MFA_CUDA_SOFTMAX_CUH
 #define MFA_CUDA_SOFTMAX_CUH
 
@@ -90,6 +91,29 @@ __device__ __forceinline__ float fwd_finish_row(const Args &a, const Seq &s, int
     l += __shfl_xor_sync(0xffffffffu, l, 2);
     if (a.lse && t == 0 && real) a.lse[mfa_lse_at(a, b, s, h, i)] = l > 0.0f ? m * sl2 * MFA_LN2 + logf(l) : -INFINITY;
     return l > 0.0f ? 1.0f / l : 0.0f;
+}
+
+/* A warp's RW output rows from row0, staged in shared memory at `base` (PANEL_ROWS > 0: the panel
+ * layout of a PANEL_ROWS-row tile; 0: swz rows), out as whole 16-byte chunks (o: 16-byte rows). */
+template <typename T, int D, int RW, int PANEL_ROWS>
+__device__ __forceinline__ void fwd_store_rows(const Args &a, const Seq &s, int64_t h, int64_t i0, int n_rows, int row0,
+                                               uint32_t base, int lane) {
+    constexpr int DP = (D + 63) / 64 * 64, CH = D / 8;
+    __syncwarp();
+    T *og = (T *)a.o.data + s.tb * a.o.stride[0] + (s.q0 + i0) * a.o.stride[1] + h * a.o.stride[2];
+    for (int x = lane; x < RW * CH; x += 32) {
+        const int r = row0 + x / CH, c = x % CH;
+        if (r < n_rows && c * 8 < a.head_dim_v) {
+            uint32_t at;
+            if constexpr (PANEL_ROWS > 0) at = pnl<PANEL_ROWS>(r, c);
+            else at = swz<DP>(r, c);
+            uint4 v;
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                         : "r"(base + at));
+            *(uint4 *)(og + r * a.o.stride[1] + c * 8) = v;
+        }
+    }
 }
 
 #endif
