@@ -165,15 +165,8 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
 #pragma unroll
                     for (int e = 0; e < 2; e++) {
                         const int q = qw * QA + n * 8 + 2 * t + e; /* query column of this element */
-                        /* the block's keys [klo, khi) that this row sees: all of them off the mask's
-                         * edge; empty for a row that sees no key (whose lse is -inf) */
-                        int klo = 0, khi = BC;
-                        if (need_mask) {
-                            int64_t rlo, rhi;
-                            mfa_key_range(a, i0 + q, s.sq, s.sk, rlo, rhi);
-                            klo = (int)min(max(rlo - j0, (int64_t)0), (int64_t)BC);
-                            khi = (int)min(max(rhi - j0, (int64_t)0), (int64_t)BC);
-                        }
+                        int klo, khi; /* the block's keys this row sees (bwd_walk.cuh) */
+                        bwd_row_keys(a, s, i0 + q, j0, BC, need_mask, klo, khi);
                         const float nl2 = -sL[q] * MFA_LOG2E, dl = sDl[q];
 #pragma unroll
                         for (int m = 0; m < MA; m++)
@@ -467,11 +460,7 @@ cudaError_t launch_passes(const Args &a, cudaStream_t stream, const void *main_f
         e = vec ? cudaLaunchKernel((const void *)delta_kernel<T, D>, dim3(row_blocks), dim3(256), args_v, 0, stream)
                 : mfa_cuda_bwd_delta(&a, stream, false);
     }
-    const int64_t blocks = a.batch * a.heads_kv * ((a.max_sk + bc - 1) / bc);
-    if (e == cudaSuccess && blocks > 0) {
-        e = cudaFuncSetAttribute(main_fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (e == cudaSuccess) e = cudaLaunchKernel(main_fn, dim3((unsigned)blocks), dim3(threads), args_v, smem, stream);
-    }
+    if (e == cudaSuccess) e = mfa_launch(main_fn, a.batch * a.heads_kv * ((a.max_sk + bc - 1) / bc), threads, smem, a, stream);
     if (e == cudaSuccess && !a.deterministic && tokens > 0) {
         if (a.dq.dtype != MFA_DTYPE_F32 && rows16_ok(a.dq, a.dq.dtype, a.varlen)) {
             e = cudaLaunchKernel((const void *)dq_convert_rows<D>, dim3(row_blocks), dim3(256), args_v, 0, stream);

@@ -143,13 +143,8 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const int q = wg * (BR / 2) + n * 8 + 2 * t + e;
-                    int klo = 0, khi = BC;
-                    if (need_mask) {
-                        int64_t rlo, rhi;
-                        mfa_key_range(a, i0 + q, s.sq, s.sk, rlo, rhi);
-                        klo = (int)min(max(rlo - j0, (int64_t)0), (int64_t)BC);
-                        khi = (int)min(max(rhi - j0, (int64_t)0), (int64_t)BC);
-                    }
+                    int klo, khi; /* the block's keys this row sees (bwd_walk.cuh) */
+                    bwd_row_keys(a, s, i0 + q, j0, BC, need_mask, klo, khi);
                     const float nl2 = -sL[q] * MFA_LOG2E, dl = sDl[q];
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
@@ -244,14 +239,8 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 const int q = n * 8 + 2 * t + e; /* query column of this element */
-                /* the block's keys [klo, khi) that this row sees (bwd.cuh) */
-                int klo = 0, khi = BC;
-                if (need_mask) {
-                    int64_t rlo, rhi;
-                    mfa_key_range(a, i0 + q, s.sq, s.sk, rlo, rhi);
-                    klo = (int)min(max(rlo - j0, (int64_t)0), (int64_t)BC);
-                    khi = (int)min(max(rhi - j0, (int64_t)0), (int64_t)BC);
-                }
+                int klo, khi; /* the block's keys this row sees (bwd_walk.cuh) */
+                bwd_row_keys(a, s, i0 + q, j0, BC, need_mask, klo, khi);
                 const float nl2 = -sL[q] * MFA_LOG2E;
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {

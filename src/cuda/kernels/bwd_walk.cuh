@@ -48,6 +48,18 @@ struct BwdWalk {
     __device__ __forceinline__ bool needs_mask(int tq) const { return keys_short || tq < t_in || tq >= t_out; }
 };
 
+/* The block's keys [klo, khi) (of BC, from j0) that query row i sees: all of them on a tile off
+ * the mask's edge; empty for a row that sees no key (whose lse is -inf). */
+__device__ __forceinline__ void bwd_row_keys(const Args &a, const Seq &s, int64_t i, int64_t j0, int bc, bool need_mask,
+                                             int &klo, int &khi) {
+    klo = 0, khi = bc;
+    if (!need_mask) return;
+    int64_t rlo, rhi;
+    mfa_key_range(a, i, s.sq, s.sk, rlo, rhi);
+    klo = (int)min(max(rlo - j0, (int64_t)0), (int64_t)bc);
+    khi = (int)min(max(rhi - j0, (int64_t)0), (int64_t)bc);
+}
+
 /* The first row of q head h of a sequence: Q and dO pointers and the LSE / delta index. */
 template <typename T> struct BwdHead {
     const T *q, *dout;

@@ -120,6 +120,17 @@ __device__ __forceinline__ int64_t mfa_lse_at(const Args &a, int64_t b, const Se
     return a.varlen ? h * a.seqlen_q + s.q0 + i : (b * a.heads_q + h) * a.seqlen_q + i;
 }
 
+/* Host: one launch of a tensor-core kernel over `blocks` blocks with `smem` bytes of dynamic
+ * shared memory (above the 48 KiB default, so the limit is raised first); the args by value. */
+static inline cudaError_t mfa_launch(const void *fn, int64_t blocks, int threads, size_t smem, const Args &a,
+                                     cudaStream_t stream) {
+    if (blocks == 0) return cudaSuccess;
+    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    void *args[] = {(void *)&a};
+    return cudaLaunchKernel(fn, dim3((unsigned)blocks), dim3(threads), args, smem, stream);
+}
+
 /* ---- Masks (the device twins of problem.h) -------------------------------------------------- */
 /* Keys j in [lo, hi) pass the causal / window mask for row i of an (sq, sk) sequence. */
 __device__ __forceinline__ void mfa_key_range(const Args &a, int64_t i, int64_t sq, int64_t sk, int64_t &lo,

@@ -200,13 +200,8 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
 /* Host side: launch one instantiation. */
 template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
     using K = Fwd<T, D>;
-    const int64_t blocks = a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR);
-    if (blocks == 0) return cudaSuccess;
-    const void *fn = (const void *)fwd_kernel<T, D>;
-    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)K::SMEM);
-    if (e != cudaSuccess) return e;
-    void *args[] = {(void *)&a};
-    return cudaLaunchKernel(fn, dim3((unsigned)blocks), dim3(K::THREADS), args, K::SMEM, stream);
+    return mfa_launch((const void *)fwd_kernel<T, D>, a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR), K::THREADS,
+                      K::SMEM, a, stream);
 }
 
 } // namespace mfa_fwd

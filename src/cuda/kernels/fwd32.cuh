@@ -400,13 +400,8 @@ __global__ void __launch_bounds__(Fwd32<D>::THREADS, Fwd32Tile<D>::MINB) fwd32_k
 /* Host side: launch one instantiation. */
 template <int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
     using K = Fwd32<D>;
-    const int64_t blocks = a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR);
-    if (blocks == 0) return cudaSuccess;
-    const void *fn = (const void *)fwd32_kernel<D>;
-    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)K::SMEM);
-    if (e != cudaSuccess) return e;
-    void *args[] = {(void *)&a};
-    return cudaLaunchKernel(fn, dim3((unsigned)blocks), dim3(K::THREADS), args, K::SMEM, stream);
+    return mfa_launch((const void *)fwd32_kernel<D>, a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR), K::THREADS,
+                      K::SMEM, a, stream);
 }
 
 } // namespace mfa_fwd32
