@@ -1,20 +1,30 @@
 /* bwd_sm90.cuh — the Hopper backward: bwd.cuh's algorithm with the products on wgmma (sm_90a).
  *
- * A block owns BC keys (64 or 128) of one (batch, kv head); warpgroup w owns keys 64w..64w+63 and keeps
- * their dK, dV in registers while the block walks the query tiles (BR = 64 rows, every q head of
- * the GQA group; bwd_walk.cuh) that see them. Per tile:
- *   A  S^T = K_w Q^T, dP^T = V_w dO^T      wgmma, all operands in shared memory
+ * A block owns BC keys of one (batch, kv head) and walks the query tiles (BR rows, every q head of
+ * the GQA group; bwd_walk.cuh) that see them, keeping the keys' dK, dV in registers. Two ways to
+ * share that among the warpgroups (tile-sizes.h):
+ *
+ * Key split (d64, d128): warpgroup w owns keys 64w..64w+63. Per tile:
+ *   A  S^T = K_w Q^T, dP^T = V_w dO^T      wgmma, all operands in shared memory; two commit
+ *                                           groups, so P^T and dV's product start before dP^T ends
  *      P^T = 2^(S^T scale log2e - lse log2e), dS^T = P^T (dP^T - delta)      (registers)
  *   B  dV_w += P^T dO, dK_w += dS^T Q      wgmma, P^T / dS^T from registers (their C layout is
  *                                           the A layout), dO / Q read transposed by descriptor
  *      dS^T -> shared memory as dS (stmatrix .trans), while B runs
- *   C  dQ = dS K                            wgmma from shared memory; fp32 vector reductions into
- *                                           the workspace (two warpgroups: at BR = 128 warpgroup
- *                                           w takes queries 64w..; else at d >= 128 dims 64w..;
- *                                           else keys 64w.., both adding into the same rows)
- * Two barriers a tile: the tile landed (and the last tile is done with dS and the buffers), and
- * dS is complete. Tiles use the 128-byte swizzle panel layout (ptx.cuh pnl). The passes around the
- * kernel (delta, dQ conversion) are bwd.cuh's. Compiled for sm_90a only (MFA_HAS_WGMMA). */
+ *   C  dQ = dS K                            wgmma from shared memory, queued behind B; fp32
+ *                                           vector reductions into the workspace (BR = 128:
+ *                                           warpgroup w takes queries 64w..; else at d >= 128
+ *                                           dims 64w..; else keys 64w.., both adding into the
+ *                                           same rows)
+ * Dim split (d256: dK and dV of 64 keys would take 256 registers a thread): BC = BR = 64;
+ * warpgroup w computes S^T, dP^T for queries 32w.. of all 64 keys, writes P^T, dS^T and dS to
+ * shared memory, and after a barrier takes dims 128w.. of dV, dK and dQ, all three products with
+ * both operands in shared memory.
+ *
+ * Two barriers a tile: the tile landed (and the last tile is done with the buffers), and dS
+ * (dim split: P^T, dS^T, dS) is complete. Tiles use the 128-byte swizzle panel layout (ptx.cuh
+ * pnl). The passes around the kernel (delta, dQ conversion) are bwd.cuh's. Compiled for sm_90a
+ * only (MFA_HAS_WGMMA). */
 #ifndef MFA_CUDA_BWD_SM90_CUH
 #define MFA_CUDA_BWD_SM90_CUH
 
