@@ -80,7 +80,7 @@ template <> struct BwdTile<192> { static constexpr int BC = 64, BR = 64, WARPS =
 template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS = 8, WA_K = 4, WB_K = 2; };
 
 /* Backward on Hopper (bwd_sm90.cuh, wgmma): a block of BC keys walks query tiles of BR rows.
- * Key split (d64, d128): warpgroups of 64 keys (BC / 64 of them), each holding its keys' dK and dV
+ * Key split (d64, d128): two warpgroups of 64 keys (BC = 128), each holding its keys' dK and dV
  * (D / 2 accumulators a thread each) and computing S^T, dP^T for them (BR / 2 each).
  * d64: BC = 128, BR = 128 (64 + 128 accumulators); dQ splits the queries (64 rows a warpgroup).
  * Measured worse on the H100 (fwd+bwd against FA2): BR = 64 (0.75-0.78x: tiles too small for their

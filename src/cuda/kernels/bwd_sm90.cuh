@@ -13,9 +13,7 @@
  *      dS^T -> shared memory as dS (stmatrix .trans), while B runs
  *   C  dQ = dS K                            wgmma from shared memory, queued behind B; fp32
  *                                           vector reductions into the workspace (BR = 128:
- *                                           warpgroup w takes queries 64w..; else at d >= 128
- *                                           dims 64w..; else keys 64w.., both adding into the
- *                                           same rows)
+ *                                           warpgroup w takes queries 64w..; else dims 64w..)
  * Dim split (d256: dK and dV of 64 keys would take 256 registers a thread): BC = BR = 64;
  * warpgroup w computes S^T, dP^T for queries 32w.. of all 64 keys, writes P^T, dS^T and dS to
  * shared memory, and after a barrier takes dims 128w.. of dV, dK and dQ, all three products with
@@ -43,23 +41,21 @@ namespace mfa_bwd90 {
 template <typename T, int D> struct Bwd90 {
     static constexpr int BC = Bwd90Tile<D>::BC, BR = Bwd90Tile<D>::BR;
     static constexpr bool DIM_SPLIT = Bwd90Tile<D>::DIM_SPLIT;
-    /* key split: a warpgroup a 64 keys; dim split: two warpgroups, D / 2 dims of all BC = 64 keys each */
-    static constexpr int WGS = DIM_SPLIT ? 2 : BC / 64, THREADS = WGS * 128;
+    /* two warpgroups: key split, 64 keys each (BC = 128); dim split, D / 2 dims of all BC = 64 keys */
+    static constexpr int THREADS = 256;
     static constexpr int DW = DIM_SPLIT ? D / 2 : D; /* dK / dV dims a warpgroup holds */
     static constexpr int NQ = BR / 8, DT = DW / 8, KQ = D / 16, KB = BR / 16;
-    /* phase C with two warpgroups splitting keys: they split the queries (BR = 128), else the dims
-     * (a whole panel each), else the keys; one warpgroup does all of it; dim split: the dims */
-    static constexpr bool C_SPLIT_Q = !DIM_SPLIT && WGS == 2 && BR == 128;
-    static constexpr bool C_SPLIT_D = DIM_SPLIT || (WGS == 2 && !C_SPLIT_Q && D >= 128);
-    static constexpr bool C_SPLIT_K = WGS == 2 && !C_SPLIT_Q && !C_SPLIT_D;
-    static constexpr int NC = C_SPLIT_D ? D / 2 : D, KC = C_SPLIT_K ? BC / 2 : BC;
+    /* phase C, dQ = dS K: the warpgroups split the queries (key split at BR = 128), else the dims
+     * (a whole 64-column panel each or more), over all BC keys */
+    static constexpr bool C_SPLIT_Q = !DIM_SPLIT && BR == 128;
+    static constexpr int NC = C_SPLIT_Q ? D : D / 2;
     static constexpr uint32_t K_BYTES = BC * D * 2, Q_BYTES = BR * D * 2, S_BYTES = BR * BC * 2;
     /* K, V; Q, dO twice; dS (dim split: also P^T and dS^T); lse and delta twice; 1 KiB of slack
      * to align the 8-row groups */
     static constexpr int S_TILES = DIM_SPLIT ? 3 : 1;
     static constexpr size_t SMEM = 2 * K_BYTES + 4 * Q_BYTES + S_TILES * S_BYTES + 4 * BR * sizeof(float) + 1024;
-    static_assert((BC == 64 || BC == 128) && (BR == 64 || BR == 128) && D % 64 == 0 && NC % 64 == 0 &&
-                      2 * K_BYTES <= 4 * Q_BYTES && (!DIM_SPLIT || (BC == 64 && BR == 64)),
+    static_assert(D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES &&
+                      (DIM_SPLIT ? BC == 64 && BR == 64 : BC == 128 && (BR == 64 || BR == 128)),
                   "tile shapes");
 };
 
@@ -68,7 +64,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
 #if MFA_HAS_WGMMA
     using K = Bwd90<T, D>;
     constexpr int BC = K::BC, BR = K::BR, THREADS = K::THREADS, NQ = K::NQ, DT = K::DT, KQ = K::KQ, KB = K::KB;
-    constexpr int NC = K::NC, KC = K::KC;
+    constexpr int NC = K::NC;
     extern __shared__ __align__(1024) char smem[];
     const uint32_t sK = (smem_u32(smem) + 1023) & ~1023u, sV = sK + K::K_BYTES, sQ0 = sV + K::K_BYTES;
     const uint32_t sS = sQ0 + 4 * K::Q_BYTES; /* dS: [BR queries][BC keys], panels of 64 keys */
@@ -304,16 +300,16 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
         }
         __syncthreads(); /* dS complete (B may run on: C queues behind it) */
 
-        /* Phase C: dQ (64 x NC of it) = dS (64 x KC keys) K (KC x NC), into the workspace */
+        /* Phase C: dQ (64 x NC of it) = dS (64 x BC keys) K (BC x NC), into the workspace */
         {
             constexpr int NCT = NC / 8;
-            const int kc0 = K::C_SPLIT_K ? wg * 64 : 0, n0 = K::C_SPLIT_D ? wg * NC : 0;
+            const int n0 = K::C_SPLIT_Q ? 0 : wg * NC;
             const int q0 = K::C_SPLIT_Q ? wg * 64 : 0; /* the first query row of this warpgroup's dQ */
             float acc_q[NCT][4];
             wgmma_fence();
 #pragma unroll
-            for (int kk = 0; kk < KC / 16; kk++) {
-                const int key0 = kc0 + kk * 16;
+            for (int kk = 0; kk < BC / 16; kk++) {
+                const int key0 = kk * 16;
                 const uint64_t da = wgmma_desc(sS + (key0 >> 6) * BR * 128 + q0 * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
                 const uint64_t db = wgmma_desc(sK + (n0 >> 6) * BC * 128 + key0 * 128, BC * 128, 1024);
                 Wgmma<T, NC>::ss_tb(acc_q, da, db, kk > 0);

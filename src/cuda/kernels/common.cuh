@@ -155,6 +155,20 @@ __device__ __forceinline__ void mfa_tile_key_range(const Args &a, const Seq &s, 
     mfa_key_range(a, i0 + n - 1, s.sq, s.sk, l2, hi);
 }
 
+/* The keys a forward block's rows [i0, i0 + n) meet: [lo, hi) in all, and the first row's end and
+ * the last row's start; a key tile [j0, j0 + bc) needs a mask unless every row sees all of it
+ * and it lies inside the sequence. */
+struct FwdKeys {
+    int64_t lo, hi, lo_last, hi_first;
+    __device__ __forceinline__ FwdKeys(const Args &a, const Seq &s, int64_t i0, int n) {
+        mfa_key_range(a, i0, s.sq, s.sk, lo, hi_first);
+        mfa_key_range(a, i0 + n - 1, s.sq, s.sk, lo_last, hi);
+    }
+    __device__ __forceinline__ bool needs_mask(const Seq &s, int64_t j0, int bc) const {
+        return j0 + bc > s.sk || lo_last > j0 || hi_first < j0 + bc;
+    }
+};
+
 __device__ __forceinline__ bool mfa_block_keeps(const Args &a, int64_t b, int64_t h, int64_t i, int64_t j) {
     if (!a.block_mask) return true;
     return a.block_mask[b * a.block_stride[0] + h * a.block_stride[1] + (i / a.block_q) * a.block_stride[2] +

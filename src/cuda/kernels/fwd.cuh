@@ -54,9 +54,7 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
     const Seq s = mfa_seq(a, b);
     if (i0 >= s.sq) return;
     const int n_rows = (int)min((int64_t)BR, s.sq - i0);
-    int64_t lo, hi, lo_last, hi_first; /* key range of the tile, and of its first / last row */
-    mfa_key_range(a, i0, s.sq, s.sk, lo, hi_first);
-    mfa_key_range(a, i0 + n_rows - 1, s.sq, s.sk, lo_last, hi);
+    const FwdKeys keys(a, s, i0, n_rows);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const T *q = (const T *)a.q.data + s.tb * a.q.stride[0] + (s.q0 + i0) * a.q.stride[1] + h * a.q.stride[2];
@@ -65,8 +63,8 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
     const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
 
     /* Key tiles (BC keys each) j in [j, j_end); the block-sparse map takes the generic path. */
-    const int64_t j_end = (hi + BC - 1) / BC;
-    int64_t j = lo < hi ? lo / BC : j_end;
+    const int64_t j_end = (keys.hi + BC - 1) / BC;
+    int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
 
     load_tile<T, D, BR, THREADS>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data);
     cp_async_commit();
@@ -133,7 +131,7 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
         }
 
         /* Transform and mask, only where needed; then the online softmax (softmax.cuh). */
-        const bool need_mask = j0 + BC > s.sk || lo_last > j0 || hi_first < j0 + BC;
+        const bool need_mask = keys.needs_mask(s, j0, BC);
         if (xform || need_mask)
 #pragma unroll
             for (int mt = 0; mt < MT; mt++) fwd_mask_scores<NT>(a, acc_s[mt], s, b, h, i0 + row0 + mt * 16 + g, j0, t, xform);

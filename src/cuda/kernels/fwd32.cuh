@@ -141,9 +141,7 @@ template <int D, bool X3> __device__ __forceinline__ void fwd32_body(const Args 
     const Seq s = mfa_seq(a, b);
     if (i0 >= s.sq) return;
     const int n_rows = (int)min((int64_t)BR, s.sq - i0);
-    int64_t lo, hi, lo_last, hi_first; /* key range of the tile, and of its first / last row */
-    mfa_key_range(a, i0, s.sq, s.sk, lo, hi_first);
-    mfa_key_range(a, i0 + n_rows - 1, s.sq, s.sk, lo_last, hi);
+    const FwdKeys keys(a, s, i0, n_rows);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const float *q = (const float *)a.q.data + s.tb * a.q.stride[0] + (s.q0 + i0) * a.q.stride[1] + h * a.q.stride[2];
@@ -151,8 +149,8 @@ template <int D, bool X3> __device__ __forceinline__ void fwd32_body(const Args 
     const float *vg = (const float *)a.v.data + s.tb * a.v.stride[0] + s.k0 * a.v.stride[1] + hk * a.v.stride[2];
     const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
 
-    const int64_t j_end = (hi + BC - 1) / BC;
-    int64_t j = lo < hi ? lo / BC : j_end;
+    const int64_t j_end = (keys.hi + BC - 1) / BC;
+    int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
 
     load_tile32<D, BR, THREADS>(sQ, q, a.q.stride[1], n_rows, dqk, (const float *)a.q.data);
     cp_async_commit();
@@ -240,7 +238,7 @@ template <int D, bool X3> __device__ __forceinline__ void fwd32_body(const Args 
         }
 
         /* Transform and mask, only where needed (as in fwd.cuh). */
-        const bool need_mask = j0 + BC > s.sk || lo_last > j0 || hi_first < j0 + BC;
+        const bool need_mask = keys.needs_mask(s, j0, BC);
         if (xform || need_mask) {
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)

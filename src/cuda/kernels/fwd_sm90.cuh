@@ -46,9 +46,7 @@ __global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd9
     const Seq s = mfa_seq(a, b);
     if (i0 >= s.sq) return;
     const int n_rows = (int)min((int64_t)BR, s.sq - i0);
-    int64_t lo, hi, lo_last, hi_first; /* key range of the tile, and of its first / last row */
-    mfa_key_range(a, i0, s.sq, s.sk, lo, hi_first);
-    mfa_key_range(a, i0 + n_rows - 1, s.sq, s.sk, lo_last, hi);
+    const FwdKeys keys(a, s, i0, n_rows);
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3, wg = warp >> 2;
     const int row0 = warp * 16; /* this warp's rows in the tile (warpgroup wg: 64wg..) */
@@ -64,8 +62,8 @@ __global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd9
                                            (const T *)a.v.data);
     };
 
-    const int64_t j_end = (hi + BC - 1) / BC;
-    int64_t j = lo < hi ? lo / BC : j_end;
+    const int64_t j_end = (keys.hi + BC - 1) / BC;
+    int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
     load_tile<T, D, BR, THREADS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data);
     if (j < j_end) load_kv(j, sKV);
     cp_async_commit();
@@ -103,7 +101,7 @@ __global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd9
         wgmma_wait<0>();
         wgmma_fence_regs(acc_s);
 
-        const bool need_mask = j0 + BC > s.sk || lo_last > j0 || hi_first < j0 + BC;
+        const bool need_mask = keys.needs_mask(s, j0, BC);
         if (xform || need_mask) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
         uint32_t pa[KV][4];
         fwd_softmax_step<T, NT, DT>(acc_s, row_m, row_l, pa, acc_o, sl2);
