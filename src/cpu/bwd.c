@@ -5,11 +5,16 @@
  *     dQ = scale * dS K,    dK = scale * dS^T Q,    dV = P^T dO.
  * Three passes, each parallel over independent outputs:
  *   0. D for every (batch, q head, row), laid out like the LSE; Q and dO gathered into fp32 query
- *      blocks (pass 2 reads every block once per key tile: converting it there each time cost
- *      13% of the backward);
- *   1. dQ per block of query rows of one (batch, q head), streaming key tiles;
- *   2. dK, dV per tile of keys of one (batch, kv head), streaming the query blocks of every q head
- *      of its GQA group that can see those keys. */
+ *      blocks (pass 1 reads every block once per key tile: converting it there each time cost
+ *      13% of the backward); the dQ accumulators zeroed;
+ *   1. per (key chunk, batch, kv head): for each key tile of the chunk, dK and dV over the query
+ *      blocks of every q head of the GQA group that see those keys, and dS K added into the
+ *      chunk's own fp32 dQ accumulator. P and dS are computed once per (block, tile): five GEMMs
+ *      where a dQ pass of its own needed seven (it recomputed S and dP).
+ *   2. dQ per query block: the chunks' accumulators summed in chunk order, scaled, stored.
+ * A chunk is a run of key tiles; there is more than one per (batch, kv head) only when there are
+ * too few of those to keep the threads busy. Nothing is shared between items and every sum has a
+ * fixed order, so for a given thread count the result is the same bit for bit on every run. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +26,10 @@ typedef struct {
     const mfa_cpu_kernels_t *k;
     mfa_cpu_kv_t kv;
     int64_t q_blocks; /* per (batch, head) */
+    int64_t chunks;   /* key chunks per (batch, kv head) in pass 1 */
     float *delta;     /* D, indexed like the LSE */
     float *q_blocks_f32, *do_blocks_f32; /* [b][h][q block][BQ][Dq or Dv]: Q and dO, packed in pass 0 */
+    float *dq_acc;    /* [chunk][b][h][q block][BQ][Dq]: unscaled dQ, summed in pass 2 */
     float *scratch;
     size_t scratch_floats;
 } bwd_job_t;
@@ -61,10 +68,17 @@ typedef struct {
     int64_t ldq, lddo;
 } rows_t;
 
-/* The packed block of query rows [i0, i0 + BQ) of (b, h): [BQ][dim]. */
-static float *block_rows(const bwd_job_t *job, float *packed, int64_t b, int64_t h, int64_t i0, int64_t dim) {
-    const int64_t block = (b * job->pr->p.heads_q + h) * job->q_blocks + i0 / MFA_CPU_BQ;
-    return packed + (size_t)(block * MFA_CPU_BQ * dim);
+/* Row i of (b, h) in a packed per-query-block array of rows of `dim` floats (Q, dO, dQ). */
+static float *block_rows(const bwd_job_t *job, float *packed, int64_t b, int64_t h, int64_t i, int64_t dim) {
+    const int64_t head = b * job->pr->p.heads_q + h;
+    return packed + (size_t)((head * job->q_blocks * MFA_CPU_BQ + i) * dim);
+}
+
+/* Row i of (b, h) in chunk c's dQ accumulator. */
+static float *dq_rows(const bwd_job_t *job, int64_t c, int64_t b, int64_t h, int64_t i) {
+    const mfa_attention_params_t *p = &job->pr->p;
+    const size_t chunk = (size_t)(p->batch * p->heads_q * job->q_blocks * MFA_CPU_BQ * p->head_dim_qk);
+    return block_rows(job, job->dq_acc + (size_t)c * chunk, b, h, i, p->head_dim_qk);
 }
 
 /* Rows [t0, t0 + n) of tensor t (batch index tb, head h) converted into dst [n][dim]. */
@@ -119,7 +133,8 @@ static void transpose(const float *src, int64_t n, int64_t nk, float *dst) {
         for (int64_t c = 0; c < nk; c++) dst[c * MFA_CPU_BQ + r] = src[r * MFA_CPU_BK + c];
 }
 
-/* Pass 0: D_i = sum_e dO_ie * O_ie for one query block; its Q and dO rows packed. */
+/* Pass 0: D_i = sum_e dO_ie * O_ie for one query block; its Q and dO rows packed, its dQ
+ * accumulators zeroed. */
 static void delta_item(void *arg, int64_t item, int thread) {
     const bwd_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
@@ -139,68 +154,87 @@ static void delta_item(void *arg, int64_t item, int thread) {
         for (int64_t e = 0; e < Dv; e++) sum += o[r * ldo + e] * g[r * Dv + e];
         job->delta[mfa_lse_index(pr, b, &s, h, i0 + r)] = sum;
     }
+    for (int64_t c = 0; c < job->chunks; c++) memset(dq_rows(job, c, b, h, i0), 0, sizeof(float) * (size_t)(n * Dq));
 }
 
-/* Pass 1: dQ = scale * sum over key tiles of dS K, for one query block. */
-static void dq_item(void *arg, int64_t item, int thread) {
-    const bwd_job_t *job = arg;
+/* dK (scaled) and dV of one key tile stored. */
+static void k_scale_store(const bwd_job_t *job, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t nk, float *dk,
+                          const float *dv) {
     const mfa_problem_t *pr = job->pr;
-    const int64_t Dq = pr->p.head_dim_qk, BK = MFA_CPU_BK;
-    mfa_cpu_qblock_t blk;
-    if (!mfa_cpu_qblock(pr, job->q_blocks, item, &blk)) return;
-    const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
-    const mfa_seq_t s = blk.s;
-    scratch_t w = carve(job, thread);
-    const rows_t rows = load_rows(job, b, h, &s, i0, n, &w);
-    memset(w.acc, 0, sizeof(float) * (size_t)(n * Dq));
-
-    int64_t lo, hi;
-    mfa_cpu_tile_key_range(pr, &s, i0, n, &lo, &hi);
-    for (int64_t kb = lo / BK; lo < hi && kb * BK < hi; kb++) {
-        const int64_t nk = s.sk - kb * BK < BK ? s.sk - kb * BK : BK;
-        if (!mfa_cpu_block_tile_kept(pr, b, h, i0, n, kb * BK, nk)) continue;
-        tile_p_ds(job, b, h, &s, i0, n, kb, nk, &rows, &w);
-        mfa_cpu_gemm_panels(job->k, n, Dq, nk, w.dP, BK, mfa_cpu_kv_k_rows(pr, &job->kv, b, h / pr->group, kb), w.acc,
-                            Dq, true);
-    }
-    job->k->scale(w.acc, n * Dq, pr->scale);
-    mfa_cpu_store_rows(&pr->p.dq, s.tb, h, s.q0 + i0, n, Dq, w.acc);
+    job->k->scale(dk, nk * pr->p.head_dim_qk, pr->scale);
+    mfa_cpu_store_rows(&pr->p.dk, s->tb, hk, s->k0 + j0, nk, pr->p.head_dim_qk, dk);
+    mfa_cpu_store_rows(&pr->p.dv, s->tb, hk, s->k0 + j0, nk, pr->p.head_dim_v, dv);
 }
 
-/* Pass 2: dK = scale * sum dS^T Q and dV = sum P^T dO for one key tile of one kv head, over the
- * query blocks of every q head in its group that see those keys. */
-static void dkv_item(void *arg, int64_t item, int thread) {
-    const bwd_job_t *job = arg;
+/* Pass 1 for one key tile and the rows [i0, i0 + n) of q head h that see its keys:
+ * dV += P^T dO, dK += dS^T Q (unscaled), and dS K into chunk c's dQ accumulator. */
+static void tile_grads(const bwd_job_t *job, int64_t c, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0,
+                       int64_t n, int64_t kb, int64_t nk, float *dk, float *dv, scratch_t *w) {
     const mfa_problem_t *pr = job->pr;
     const mfa_cpu_kernels_t *k = job->k;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BQ = MFA_CPU_BQ;
+    const rows_t rows = load_rows(job, b, h, s, i0, n, w);
+    tile_p_ds(job, b, h, s, i0, n, kb, nk, &rows, w);
+    transpose(w->S, n, nk, w->T); /* P^T */
+    k->gemm(nk, Dv, n, w->T, BQ, rows.dout, rows.lddo, dv, Dv, true);
+    transpose(w->dP, n, nk, w->T); /* dS^T */
+    k->gemm(nk, Dq, n, w->T, BQ, rows.q, rows.ldq, dk, Dq, true);
+    mfa_cpu_gemm_panels(k, n, Dq, nk, w->dP, MFA_CPU_BK, mfa_cpu_kv_k_rows(pr, &job->kv, b, h / pr->group, kb),
+                        dq_rows(job, c, b, h, i0), Dq, true);
+}
+
+/* Pass 1: one chunk of key tiles of one (batch, kv head). Items are numbered chunk-major, so
+ * under a causal mask the first chunks (keys every query sees: the most work) go out first. */
+static void kv_item(void *arg, int64_t item, int thread) {
+    const bwd_job_t *job = arg;
+    const mfa_problem_t *pr = job->pr;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, BQ = MFA_CPU_BQ;
-    const int64_t k_blocks = job->kv.k_blocks;
-    const int64_t kb = item % k_blocks, hk = item / k_blocks % pr->p.heads_kv, b = item / k_blocks / pr->p.heads_kv;
+    const int64_t heads = pr->p.batch * pr->p.heads_kv, tiles = job->kv.k_blocks;
+    const int64_t c = item / heads, hk = item % heads % pr->p.heads_kv, b = item % heads / pr->p.heads_kv;
     const mfa_seq_t s = mfa_problem_seq(pr, b);
-    const int64_t j0 = kb * BK;
-    if (j0 >= s.sk) return;
-    const int64_t nk = s.sk - j0 < BK ? s.sk - j0 : BK;
     scratch_t w = carve(job, thread);
     float *dk = w.acc, *dv = w.acc + BK * Dq; /* [nk][Dq], [nk][Dv] */
-    memset(w.acc, 0, sizeof(float) * (size_t)(BK * (Dq + Dv)));
 
-    for (int64_t h = hk * pr->group; h < (hk + 1) * pr->group; h++) {
-        for (int64_t i0 = 0; i0 < s.sq; i0 += BQ) {
-            const int64_t n = s.sq - i0 < BQ ? s.sq - i0 : BQ;
-            int64_t lo, hi;
-            mfa_cpu_tile_key_range(pr, &s, i0, n, &lo, &hi);
-            if (hi <= j0 || lo >= j0 + nk || lo >= hi || !mfa_cpu_block_tile_kept(pr, b, h, i0, n, j0, nk)) continue;
-            const rows_t rows = load_rows(job, b, h, &s, i0, n, &w);
-            tile_p_ds(job, b, h, &s, i0, n, kb, nk, &rows, &w);
-            transpose(w.S, n, nk, w.T); /* P^T */
-            k->gemm(nk, Dv, n, w.T, BQ, rows.dout, rows.lddo, dv, Dv, true);
-            transpose(w.dP, n, nk, w.T); /* dS^T */
-            k->gemm(nk, Dq, n, w.T, BQ, rows.q, rows.ldq, dk, Dq, true);
-        }
+    for (int64_t kb = c * tiles / job->chunks; kb < (c + 1) * tiles / job->chunks && kb * BK < s.sk; kb++) {
+        const int64_t j0 = kb * BK, nk = s.sk - j0 < BK ? s.sk - j0 : BK;
+        memset(w.acc, 0, sizeof(float) * (size_t)(BK * (Dq + Dv)));
+        for (int64_t h = hk * pr->group; h < (hk + 1) * pr->group; h++)
+            for (int64_t i0 = 0; i0 < s.sq; i0 += BQ) {
+                int64_t r_lo, r_hi; /* the rows of the block that see any key of the tile */
+                mfa_cpu_tile_rows(pr, &s, i0, s.sq - i0 < BQ ? s.sq - i0 : BQ, j0, nk, &r_lo, &r_hi);
+                const int64_t n = r_hi - r_lo;
+                if (n > 0 && mfa_cpu_block_tile_kept(pr, b, h, i0 + r_lo, n, j0, nk))
+                    tile_grads(job, c, b, h, &s, i0 + r_lo, n, kb, nk, dk, dv, &w);
+            }
+        k_scale_store(job, &s, hk, j0, nk, dk, dv);
     }
-    k->scale(dk, nk * Dq, pr->scale);
-    mfa_cpu_store_rows(&pr->p.dk, s.tb, hk, s.k0 + j0, nk, Dq, dk);
-    mfa_cpu_store_rows(&pr->p.dv, s.tb, hk, s.k0 + j0, nk, Dv, dv);
+}
+
+/* Pass 2: dQ = scale * (the chunks' accumulators summed in chunk order) for one query block. */
+static void dq_item(void *arg, int64_t item, int thread) {
+    (void)thread;
+    const bwd_job_t *job = arg;
+    const mfa_problem_t *pr = job->pr;
+    const int64_t Dq = pr->p.head_dim_qk;
+    mfa_cpu_qblock_t blk;
+    if (!mfa_cpu_qblock(pr, job->q_blocks, item, &blk)) return;
+    float *dq = dq_rows(job, 0, blk.b, blk.h, blk.i0);
+    for (int64_t c = 1; c < job->chunks; c++) {
+        const float *more = dq_rows(job, c, blk.b, blk.h, blk.i0);
+        for (int64_t e = 0; e < blk.n * Dq; e++) dq[e] += more[e];
+    }
+    job->k->scale(dq, blk.n * Dq, pr->scale);
+    mfa_cpu_store_rows(&pr->p.dq, blk.s.tb, blk.h, blk.s.q0 + blk.i0, blk.n, Dq, dq);
+}
+
+/* Key chunks per (batch, kv head): one, unless there are fewer (batch, kv head) pairs than
+ * twice the threads (then enough for that, at most one per key tile). Each chunk adds a dQ
+ * accumulator the size of dQ in fp32. */
+static int64_t key_chunks(const mfa_problem_t *pr, int threads, int64_t tiles) {
+    const int64_t heads = pr->p.batch * pr->p.heads_kv;
+    int64_t chunks = (2 * threads + heads - 1) / heads;
+    if (chunks > tiles) chunks = tiles;
+    return chunks < 1 ? 1 : chunks;
 }
 
 mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
@@ -209,26 +243,28 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
     job.q_blocks = (pr->max_seqlen_q + MFA_CPU_BQ - 1) / MFA_CPU_BQ;
     mfa_error_t err = mfa_cpu_kv_pack(ctx, pr, MFA_CPU_PACK_VT | MFA_CPU_PACK_K_ROWS, &job.kv);
     if (err) return err;
+    job.chunks = key_chunks(pr, ctx->num_threads, job.kv.k_blocks);
     const int64_t q_items = p->batch * p->heads_q * job.q_blocks;
-    const int64_t k_items = p->batch * p->heads_kv * job.kv.k_blocks;
+    const int64_t k_items = job.chunks * p->batch * p->heads_kv;
     const int threads = mfa_cpu_threads_for(ctx, q_items > k_items ? q_items : k_items);
     const size_t delta_floats = (size_t)(p->batch * p->heads_q * p->seqlen_q); /* varlen: heads * total */
     const size_t packed_rows = (size_t)(q_items * MFA_CPU_BQ); /* rows of every packed query block */
     job.scratch_floats = scratch_floats(pr);
-    const size_t bytes = sizeof(float) * (job.scratch_floats * (size_t)threads + delta_floats +
-                                          packed_rows * (size_t)(p->head_dim_qk + p->head_dim_v));
-    job.scratch = malloc(bytes);
+    const size_t floats = job.scratch_floats * (size_t)threads + delta_floats +
+                          packed_rows * (size_t)(p->head_dim_qk * (1 + job.chunks) + p->head_dim_v);
+    job.scratch = malloc(sizeof(float) * floats);
     if (!job.scratch) {
         mfa_cpu_kv_free(&job.kv);
         return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu backward: cannot allocate %zu bytes of scratch",
-                             bytes);
+                             sizeof(float) * floats);
     }
     job.delta = job.scratch + job.scratch_floats * (size_t)threads;
     job.q_blocks_f32 = job.delta + delta_floats;
     job.do_blocks_f32 = job.q_blocks_f32 + packed_rows * (size_t)p->head_dim_qk;
+    job.dq_acc = job.do_blocks_f32 + packed_rows * (size_t)p->head_dim_v;
     mfa_cpu_parallel_for(threads, q_items, delta_item, &job);
+    mfa_cpu_parallel_for(threads, k_items, kv_item, &job);
     mfa_cpu_parallel_for(threads, q_items, dq_item, &job);
-    mfa_cpu_parallel_for(threads, k_items, dkv_item, &job);
     free(job.scratch);
     mfa_cpu_kv_free(&job.kv);
     return MFA_SUCCESS;
