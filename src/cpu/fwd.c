@@ -104,7 +104,9 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
             continue;
         }
         const float m_new = tile_max > m[r] ? tile_max : m[r];
-        const float correction = exp2f(m[r] - m_new); /* 2^-inf = 0 on the first visible tile */
+        /* 2^-inf = 0 on the first visible tile; once a row's max settles it rarely moves, and
+         * exp2f per row and tile was 1% of the forward */
+        const float correction = m_new == m[r] ? 1.0f : exp2f(m[r] - m_new);
         l[r] = l[r] * correction + k->exp2_sum(x, nk, mul, m_new);
         if (correction != 1.0f) k->scale(o + r * Dv, Dv, correction);
         m[r] = m_new;

@@ -60,6 +60,12 @@ float mfa_cpu_finish_scores(const mfa_problem_t *pr, int64_t b, int64_t h, const
     const float scale = pr->scale, cap = pr->p.softcap;
     const bool per_element = pr->p.block_mask || pr->p.attn_mask.data;
     const bool plain = cap == 0 && !per_element;
+    if (plain) { /* nothing to do when every row sees every key of the tile (most tiles) */
+        int64_t lo_last, hi_first, unused;
+        mfa_key_range(pr, i0, s->sq, s->sk, &unused, &hi_first);
+        mfa_key_range(pr, i0 + n - 1, s->sq, s->sk, &lo_last, &unused);
+        if (lo_last <= j0 && hi_first >= j0 + nk) return scale * MFA_LOG2E;
+    }
     for (int64_t r = 0; r < n; r++) {
         float *x = S + r * ld;
         const int64_t i = i0 + r;
