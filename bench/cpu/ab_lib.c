@@ -9,6 +9,9 @@
  * Run:   /tmp/ab_lib A/libmfa.so B/libmfa.so [--seq 2048] [--dim 128] [--heads 8] [--causal]
  *                    [--window LEFT] (causal sliding window: keys i - LEFT .. i)
  *                    [--bwd] [--threads 1] [--pairs 15]
+ *                    [--causal-b] (B runs causal while A runs the full mask: the causal
+ *                    target "GFLOP/s over the visited half within 10% of full", measured with
+ *                    the two alternating; A and B may then be the same library)
  * Copy one of two libraries of the same path elsewhere first: dlopen loads a path once. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -82,12 +85,13 @@ static float *tensor(mfa_tensor_t *t, int64_t seq, int64_t heads, int64_t dim, u
 int main(int argc, char **argv) {
     if (argc < 3) return fprintf(stderr, "usage: ab_lib A.so B.so [options] (see the top of ab_lib.c)\n"), 2;
     int64_t seq = 2048, dim = 128, heads = 8;
-    int threads = 1, pairs = 15, causal = 0, bwd = 0;
+    int threads = 1, pairs = 15, causal = 0, bwd = 0, causal_b = 0;
     int64_t window = -1;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
         if (!strcmp(a, "--causal")) causal = 1;
         else if (!strcmp(a, "--bwd")) bwd = 1;
+        else if (!strcmp(a, "--causal-b")) causal_b = 1;
         else if (!strcmp(a, "--seq")) seq = atoll(v), i++;
         else if (!strcmp(a, "--window")) window = atoll(v), i++;
         else if (!strcmp(a, "--dim")) dim = atoll(v), i++;
@@ -119,12 +123,17 @@ int main(int argc, char **argv) {
         pairs_visited = 0;
         for (int64_t i = 0; i < seq; i++) pairs_visited += (double)(i < window ? i + 1 : window + 1);
     }
-    const double gflop = (bwd ? 10.0 : 4.0) * (double)heads * pairs_visited * (double)dim * 1e-9;
+    const double flop_per_pair = (bwd ? 10.0 : 4.0) * (double)heads * (double)dim * 1e-9;
+    const double gflop = flop_per_pair * pairs_visited;
+    mfa_attention_params_t pb = p; /* B's call: the same, or causal with --causal-b */
+    double gflop_b = gflop;
+    if (causal_b) pb.mask = MFA_MASK_CAUSAL, gflop_b = flop_per_pair * 0.5 * (double)seq * (double)(seq + 1);
     double wall[2][256], cpu[2][256], ratio_wall[256], ratio_cpu[256];
     for (int i = -1; i < pairs; i++) { /* i = -1: warm-up */
         for (int s = 0; s < 2; s++) {
             const double w0 = seconds(CLOCK_MONOTONIC), c0 = seconds(CLOCK_THREAD_CPUTIME_ID);
-            const mfa_error_t e = bwd ? lib[s].bwd(lib[s].ctx, &p) : lib[s].fwd(lib[s].ctx, &p);
+            const mfa_attention_params_t *ps = s ? &pb : &p;
+            const mfa_error_t e = bwd ? lib[s].bwd(lib[s].ctx, ps) : lib[s].fwd(lib[s].ctx, ps);
             const double c1 = seconds(CLOCK_THREAD_CPUTIME_ID), w1 = seconds(CLOCK_MONOTONIC);
             if (e) return fprintf(stderr, "ab_lib: call failed (%d)\n", e), 1;
             if (i >= 0) wall[s][i] = w1 - w0, cpu[s][i] = c1 - c0;
@@ -138,9 +147,11 @@ int main(int argc, char **argv) {
            lib[0].describe(lib[0].ctx));
     printf("  wall: A %.2f ms (%.1f GFLOP/s)  B %.2f ms (%.1f GFLOP/s)  speedup B/A %.3f [%.3f, %.3f]\n",
            1e3 * median(wall[0], pairs), gflop / median(wall[0], pairs), 1e3 * median(wall[1], pairs),
-           gflop / median(wall[1], pairs), median(ratio_wall, pairs), lo, hi);
+           gflop_b / median(wall[1], pairs), median(ratio_wall, pairs), lo, hi);
     if (threads == 1)
         printf("  cpu:  A %.1f GFLOP/s  B %.1f GFLOP/s  speedup %.3f\n", gflop / median(cpu[0], pairs),
-               gflop / median(cpu[1], pairs), median(ratio_cpu, pairs));
+               gflop_b / median(cpu[1], pairs), median(ratio_cpu, pairs));
+    if (causal_b) /* per pair: B's GFLOP/s over A's */
+        printf("  causal B / full A, GFLOP/s: %.3f\n", gflop_b / gflop / median(ratio_wall, pairs));
     return 0;
 }
