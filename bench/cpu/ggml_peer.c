@@ -11,7 +11,7 @@
  *   gcc -O2 -Iinclude -I$GGML/include bench/cpu/ggml_peer.c -o /tmp/ggml_peer -Lbuild -lmfa \
  *       -L$GGML/build/src -lggml -lggml-base -lggml-cpu -lm \
  *       -Wl,-rpath,$PWD/build:$GGML/build/src
- * Run: /tmp/ggml_peer [--threads 2] [--pairs 5]
+ * Run: /tmp/ggml_peer [--threads 2] [--pairs 5]   (the decode shapes run 4x the pairs)
  *
  * Layouts: ggml's q, k, v are [dim, seq, heads] with dim fastest (memory [heads][seq][dim]);
  * libmfa reads that same memory as a strided BHSD tensor. ggml's result is [dim, heads, seq]
@@ -60,26 +60,26 @@ static void bhsd(mfa_tensor_t *t, float *data, int64_t seq, int64_t heads, int64
 
 enum { MAX_PAIRS = 64 };
 
-static int run_shape(int64_t H, int64_t S, int64_t D, int causal, int threads, int pairs) {
-    const size_t n = (size_t)(H * S * D);
-    const size_t mask_bytes = causal ? (size_t)(S * S) * sizeof(ggml_fp16_t) : 0;
-    struct ggml_init_params ip = {.mem_size = 4 * n * sizeof(float) + mask_bytes + ggml_graph_overhead() +
+static int run_shape(int64_t H, int64_t SQ, int64_t S, int64_t D, int causal, int threads, int pairs) {
+    const size_t nq = (size_t)(H * SQ * D), n = (size_t)(H * S * D);
+    const size_t mask_bytes = causal ? (size_t)(SQ * S) * sizeof(ggml_fp16_t) : 0;
+    struct ggml_init_params ip = {.mem_size = (2 * nq + 2 * n) * sizeof(float) + mask_bytes + ggml_graph_overhead() +
                                               ((size_t)256 << 20), /* + the work buffer */
                                   .mem_buffer = NULL,
                                   .no_alloc = false};
     struct ggml_context *g = ggml_init(ip);
     if (!g) return fprintf(stderr, "ggml_peer: ggml_init failed\n"), 1;
-    struct ggml_tensor *q = ggml_new_tensor_3d(g, GGML_TYPE_F32, D, S, H);
+    struct ggml_tensor *q = ggml_new_tensor_3d(g, GGML_TYPE_F32, D, SQ, H);
     struct ggml_tensor *k = ggml_new_tensor_3d(g, GGML_TYPE_F32, D, S, H);
     struct ggml_tensor *v = ggml_new_tensor_3d(g, GGML_TYPE_F32, D, S, H);
     struct ggml_tensor *mask = NULL;
     unsigned state = 1234;
-    fill(q->data, n, &state), fill(k->data, n, &state), fill(v->data, n, &state);
+    fill(q->data, nq, &state), fill(k->data, n, &state), fill(v->data, n, &state);
     if (causal) {
-        mask = ggml_new_tensor_2d(g, GGML_TYPE_F16, S, S); /* [n_kv, n_batch]: row i, key j */
+        mask = ggml_new_tensor_2d(g, GGML_TYPE_F16, S, SQ); /* [n_kv, n_batch]: row i, key j */
         ggml_fp16_t *m = mask->data;
         const ggml_fp16_t zero = ggml_fp32_to_fp16(0.0f), minus_inf = ggml_fp32_to_fp16(-INFINITY);
-        for (int64_t i = 0; i < S; i++)
+        for (int64_t i = 0; i < SQ; i++)
             for (int64_t j = 0; j < S; j++) m[i * S + j] = j <= i ? zero : minus_inf;
     }
     const float scale = 1.0f / sqrtf((float)D);
@@ -93,15 +93,16 @@ static int run_shape(int64_t H, int64_t S, int64_t D, int causal, int threads, i
     o.backend = MFA_BACKEND_CPU, o.num_threads = threads;
     mfa_context_t ctx;
     if (mfa_create_context_ex(&ctx, &o) != MFA_SUCCESS) return fprintf(stderr, "ggml_peer: no mfa context\n"), 1;
-    float *o_mfa = malloc(n * sizeof(float));
+    float *o_mfa = malloc(nq * sizeof(float));
     mfa_attention_params_t p;
     mfa_attention_params_init(&p);
-    p.batch = 1, p.seqlen_q = p.seqlen_kv = S, p.heads_q = p.heads_kv = H, p.head_dim_qk = p.head_dim_v = D;
+    p.batch = 1, p.seqlen_q = SQ, p.seqlen_kv = S, p.heads_q = p.heads_kv = H, p.head_dim_qk = p.head_dim_v = D;
     p.mask = causal ? MFA_MASK_CAUSAL : MFA_MASK_NONE;
-    bhsd(&p.q, q->data, S, H, D), bhsd(&p.k, k->data, S, H, D), bhsd(&p.v, v->data, S, H, D);
-    mfa_tensor_contiguous(&p.o, o_mfa, MFA_DTYPE_F32, S, H, D); /* [seq][heads][dim], as ggml's result */
+    bhsd(&p.q, q->data, SQ, H, D), bhsd(&p.k, k->data, S, H, D), bhsd(&p.v, v->data, S, H, D);
+    mfa_tensor_contiguous(&p.o, o_mfa, MFA_DTYPE_F32, SQ, H, D); /* [seq][heads][dim], as ggml's result */
 
     double t_mfa[MAX_PAIRS], t_ggml[MAX_PAIRS], ratio[MAX_PAIRS];
+    if (pairs > MAX_PAIRS) pairs = MAX_PAIRS;
     for (int i = -1; i < pairs; i++) { /* i = -1: warm-up of both */
         double t0 = seconds();
         if (mfa_attention_fwd(ctx, &p) != MFA_SUCCESS)
@@ -114,14 +115,14 @@ static int run_shape(int64_t H, int64_t S, int64_t D, int causal, int threads, i
     }
     double max_diff = 0;
     const float *o_ggml = out->data;
-    for (size_t i = 0; i < n; i++) max_diff = fmax(max_diff, fabs((double)o_ggml[i] - (double)o_mfa[i]));
+    for (size_t i = 0; i < nq; i++) max_diff = fmax(max_diff, fabs((double)o_ggml[i] - (double)o_mfa[i]));
 
-    const double gflop = 4.0 * (double)H * (double)S * (double)S * (double)D * (causal ? 0.5 : 1.0) * 1e-9;
+    const double gflop = 4.0 * (double)H * (double)SQ * (double)S * (double)D * (causal ? 0.5 : 1.0) * 1e-9;
     const double ms_mfa = 1e3 * median(t_mfa, pairs), ms_ggml = 1e3 * median(t_ggml, pairs);
-    printf("{\"shape\": [1, %lld, %lld, %lld], \"mask\": \"%s\", \"dtype\": \"f32\", \"threads\": %d, \"pairs\": %d, "
+    printf("{\"shape\": [1, %lld, %lld, %lld], \"seqlen_kv\": %lld, \"mask\": \"%s\", \"dtype\": \"f32\", \"threads\": %d, \"pairs\": %d, "
            "\"mfa_ms\": %.3f, \"mfa_gflops\": %.1f, \"ggml_ms\": %.3f, \"ggml_gflops\": %.1f, "
            "\"ggml_over_mfa_time\": %.3f, \"max_abs_diff\": %.3g}\n",
-           (long long)H, (long long)S, (long long)D, causal ? "causal" : "none", threads, pairs, ms_mfa,
+           (long long)H, (long long)SQ, (long long)D, (long long)S, causal ? "causal" : "none", threads, pairs, ms_mfa,
            gflop / ms_mfa * 1e3, ms_ggml, gflop / ms_ggml * 1e3, median(ratio, pairs), max_diff);
     fflush(stdout);
     mfa_destroy_context(ctx);
@@ -143,6 +144,10 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int causal = 0; causal < 2; causal++)
-            failed |= run_shape(shapes[s][0], shapes[s][1], shapes[s][2], causal, threads, pairs);
+            failed |= run_shape(shapes[s][0], shapes[s][1], shapes[s][1], shapes[s][2], causal, threads, pairs);
+    /* decode: a few new tokens against a long cache, 32 heads of 128 (no mask) */
+    const int64_t decode_q[] = {1, 16};
+    for (size_t s = 0; s < sizeof decode_q / sizeof decode_q[0]; s++)
+        failed |= run_shape(32, decode_q[s], 8192, 128, 0, threads, pairs * 4);
     return failed;
 }

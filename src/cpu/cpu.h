@@ -164,6 +164,25 @@ void mfa_cpu_tile_rows(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, 
 bool mfa_cpu_block_tile_kept(const mfa_problem_t *pr, int64_t b, int64_t h, int64_t i0, int64_t n, int64_t j0,
                              int64_t nk);
 
+/* ---- the online softmax (forward), shared by the tiled forward and the decode path ---- */
+/* One key tile's step for n rows, in base 2: S [n][ld] (raw logits, nk valid columns, softmax
+ * argument x * mul) becomes P; per row the running max m, sum l and unnormalised output o
+ * [n][ldo] (dv columns) are rescaled. A row with nothing visible in the tile gets P = 0 and keeps
+ * its state. `each_row(arg, r, n)`, when not NULL, runs before row r (the forward's prefetch). */
+void mfa_cpu_softmax_step(const mfa_cpu_kernels_t *k, float *S, int64_t ld, int64_t n, int64_t nk, float mul,
+                          float *m, float *l, float *o, int64_t ldo, int64_t dv,
+                          void (*each_row)(void *arg, int64_t r, int64_t n), void *arg);
+/* The end of the forward for rows [i0, i0 + n) of (batch b, q head h): o / l is the output and
+ * (m + log2 l) ln 2 the LSE (when asked); rows that saw nothing get 0 and -inf. o [n][dv] is
+ * scaled in place, then stored. */
+void mfa_cpu_finish_rows(const mfa_problem_t *pr, const mfa_cpu_kernels_t *k, int64_t b, int64_t h,
+                         const mfa_seq_t *s, int64_t i0, int64_t n, float *o, const float *m, const float *l);
+/* Merges `splits` partial results of the same n rows, each computed over its own key range:
+ * partial sp is o [n][dv] at parts + sp * stride, then m and l [MFA_CPU_BQ] at offsets
+ * MFA_CPU_BQ * dv and MFA_CPU_BQ * (dv + 1) of it. Writes the merged o, m, l (log-sum-exp). */
+void mfa_cpu_merge_splits(const float *parts, int64_t splits, size_t stride, int64_t n, int64_t dv, float *o,
+                          float *m, float *l);
+
 mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr);
 mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr);
 

@@ -59,6 +59,13 @@ static void prefetch_part(const float *p, size_t bytes, int64_t part, int64_t pa
     for (size_t i = lo; i < hi; i++) __builtin_prefetch((const char *)p + i * line, 0, 2);
 }
 
+/* The part of the next tile that goes with softmax row r of n (mfa_cpu_softmax_step's hook). */
+static void prefetch_row(void *arg, int64_t r, int64_t n) {
+    const next_tile_t *next = arg;
+    prefetch_part(next->kt, next->kt_bytes, r, n);
+    prefetch_part(next->v, next->v_bytes, r, n);
+}
+
 /* One query block's operands and running state: rows [i0, i0 + n) of (batch b, q head h). */
 typedef struct {
     int64_t b, h, hk, i0, n;
@@ -93,24 +100,8 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
         mfa_cpu_gemm_panels(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), S, BK, false);
     const float mul = mfa_cpu_finish_scores(pr, b, blk->h, blk->s, i0, n, j0, nk, S, BK, NULL);
 
-    const next_tile_t next = prefetch >= 0 ? next_tile(job, b, hk, prefetch) : (next_tile_t){0};
-    for (int64_t r = 0; r < n; r++) { /* the online softmax step; S becomes P */
-        prefetch_part(next.kt, next.kt_bytes, r, n);
-        prefetch_part(next.v, next.v_bytes, r, n);
-        float *x = S + r * BK;
-        const float tile_max = k->max(x, nk) * mul;
-        if (tile_max == -INFINITY) { /* nothing visible in this tile for this row */
-            memset(x, 0, sizeof(float) * (size_t)nk);
-            continue;
-        }
-        const float m_new = tile_max > m[r] ? tile_max : m[r];
-        /* 2^-inf = 0 on the first visible tile; once a row's max settles it rarely moves, and
-         * exp2f per row and tile was 1% of the forward */
-        const float correction = m_new == m[r] ? 1.0f : exp2f(m[r] - m_new);
-        l[r] = l[r] * correction + k->exp2_sum(x, nk, mul, m_new);
-        if (correction != 1.0f) k->scale(o + r * Dv, Dv, correction);
-        m[r] = m_new;
-    }
+    next_tile_t next = prefetch >= 0 ? next_tile(job, b, hk, prefetch) : (next_tile_t){0};
+    mfa_cpu_softmax_step(k, S, BK, n, nk, mul, m, l, o, Dv, Dv, next.kt ? prefetch_row : NULL, &next);
 
     if (job->bf16_pv) {
         const int64_t nk2 = (nk + 1) & ~(int64_t)1; /* pairs: an odd tile gets a zero key */
@@ -131,19 +122,6 @@ static void attend(const fwd_job_t *job, const block_t *blk, int64_t kb_lo, int6
     const bool fp32_tiles = !job->bf16_qk && !job->bf16_pv; /* the ones next_tile knows */
     for (int64_t kb = kb_lo; kb < kb_hi; kb++)
         attend_tile(job, blk, kb, fp32_tiles && kb + 1 < kb_hi ? kb + 1 : -1);
-}
-
-/* o / l is the output and (m + log2 l) ln 2 the LSE; rows that saw nothing get 0 and -inf. */
-static void finish_rows(const fwd_job_t *job, int64_t b, int64_t h, const mfa_seq_t *s, int64_t i0, int64_t n,
-                        float *o, const float *m, const float *l) {
-    const mfa_problem_t *pr = job->pr;
-    const int64_t Dv = pr->p.head_dim_v;
-    for (int64_t r = 0; r < n; r++) {
-        job->k->scale(o + r * Dv, Dv, l[r] > 0 ? 1.0f / l[r] : 0.0f);
-        if (pr->p.lse)
-            pr->p.lse[mfa_lse_index(pr, b, s, h, i0 + r)] = l[r] > 0 ? (m[r] + log2f(l[r])) * MFA_LN2 : -INFINITY;
-    }
-    mfa_cpu_store_rows(&pr->p.o, s->tb, h, s->q0 + i0, n, Dv, o);
 }
 
 /* The key tiles [*lo, *hi) of split `split` of a query block's visible tiles. */
@@ -190,7 +168,7 @@ static void fwd_item(void *arg, int64_t item, int thread) {
     const block_t state = {.b = b, .h = h, .hk = h / pr->group, .i0 = i0, .n = n, .s = &s, .q = q, .ldq = ldq,
                            .S = S, .pb = pb, .o = o, .m = m, .l = l};
     attend(job, &state, kb_lo, kb_hi);
-    if (job->splits == 1) finish_rows(job, b, h, &s, i0, n, o, m, l);
+    if (job->splits == 1) mfa_cpu_finish_rows(pr, job->k, b, h, &s, i0, n, o, m, l);
 }
 
 /* Decode shapes: merge the splits of one query block by their maxima (log-sum-exp). */
@@ -203,25 +181,9 @@ static void merge_item(void *arg, int64_t block, int thread) {
     const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
     const mfa_seq_t s = blk.s;
     float *o = job->scratch + (size_t)thread * job->scratch_floats, *m = o + MFA_CPU_BQ * Dv, *l = m + MFA_CPU_BQ;
-    memset(o, 0, sizeof(float) * (size_t)(n * Dv));
-    for (int64_t r = 0; r < n; r++) {
-        m[r] = -INFINITY, l[r] = 0.0f;
-        for (int64_t sp = 0; sp < job->splits; sp++) {
-            const float *part = job->partial + (size_t)(block * job->splits + sp) * partial_floats(pr);
-            const float pm = part[MFA_CPU_BQ * Dv + r];
-            m[r] = pm > m[r] ? pm : m[r];
-        }
-        if (m[r] == -INFINITY) continue;
-        for (int64_t sp = 0; sp < job->splits; sp++) {
-            const float *part = job->partial + (size_t)(block * job->splits + sp) * partial_floats(pr);
-            const float pm = part[MFA_CPU_BQ * Dv + r], pl = part[MFA_CPU_BQ * (Dv + 1) + r];
-            if (pm == -INFINITY) continue;
-            const float w = exp2f(pm - m[r]);
-            l[r] += pl * w;
-            for (int64_t e = 0; e < Dv; e++) o[r * Dv + e] += w * part[r * Dv + e];
-        }
-    }
-    finish_rows(job, b, h, &s, i0, n, o, m, l);
+    mfa_cpu_merge_splits(job->partial + (size_t)(block * job->splits) * partial_floats(pr), job->splits,
+                         partial_floats(pr), n, Dv, o, m, l);
+    mfa_cpu_finish_rows(pr, job->k, b, h, &s, i0, n, o, m, l);
 }
 
 mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr) {

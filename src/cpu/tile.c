@@ -129,3 +129,56 @@ bool mfa_cpu_block_tile_kept(const mfa_problem_t *pr, int64_t b, int64_t h, int6
             if (mfa_block_keeps(pr, b, h, rb * p->block_q, cb * p->block_kv)) return true;
     return false;
 }
+
+void mfa_cpu_softmax_step(const mfa_cpu_kernels_t *k, float *S, int64_t ld, int64_t n, int64_t nk, float mul,
+                          float *m, float *l, float *o, int64_t ldo, int64_t dv,
+                          void (*each_row)(void *arg, int64_t r, int64_t n), void *arg) {
+    for (int64_t r = 0; r < n; r++) {
+        if (each_row) each_row(arg, r, n);
+        float *x = S + r * ld;
+        const float tile_max = k->max(x, nk) * mul;
+        if (tile_max == -INFINITY) { /* nothing visible in this tile for this row */
+            memset(x, 0, sizeof(float) * (size_t)nk);
+            continue;
+        }
+        const float m_new = tile_max > m[r] ? tile_max : m[r];
+        /* 2^-inf = 0 on the first visible tile; once a row's max settles it rarely moves, and
+         * exp2f per row and tile was 1% of the forward */
+        const float correction = m_new == m[r] ? 1.0f : exp2f(m[r] - m_new);
+        l[r] = l[r] * correction + k->exp2_sum(x, nk, mul, m_new);
+        if (correction != 1.0f) k->scale(o + r * ldo, dv, correction);
+        m[r] = m_new;
+    }
+}
+
+void mfa_cpu_finish_rows(const mfa_problem_t *pr, const mfa_cpu_kernels_t *k, int64_t b, int64_t h,
+                         const mfa_seq_t *s, int64_t i0, int64_t n, float *o, const float *m, const float *l) {
+    const int64_t dv = pr->p.head_dim_v;
+    for (int64_t r = 0; r < n; r++) {
+        k->scale(o + r * dv, dv, l[r] > 0 ? 1.0f / l[r] : 0.0f);
+        if (pr->p.lse)
+            pr->p.lse[mfa_lse_index(pr, b, s, h, i0 + r)] = l[r] > 0 ? (m[r] + log2f(l[r])) * MFA_LN2 : -INFINITY;
+    }
+    mfa_cpu_store_rows(&pr->p.o, s->tb, h, s->q0 + i0, n, dv, o);
+}
+
+void mfa_cpu_merge_splits(const float *parts, int64_t splits, size_t stride, int64_t n, int64_t dv, float *o,
+                          float *m, float *l) {
+    const int64_t at_m = MFA_CPU_BQ * dv, at_l = MFA_CPU_BQ * (dv + 1);
+    memset(o, 0, sizeof(float) * (size_t)(n * dv));
+    for (int64_t r = 0; r < n; r++) {
+        m[r] = -INFINITY, l[r] = 0.0f;
+        for (int64_t sp = 0; sp < splits; sp++) {
+            const float pm = parts[sp * stride + at_m + r];
+            m[r] = pm > m[r] ? pm : m[r];
+        }
+        if (m[r] == -INFINITY) continue;
+        for (int64_t sp = 0; sp < splits; sp++) {
+            const float *part = parts + sp * stride;
+            if (part[at_m + r] == -INFINITY) continue;
+            const float w = exp2f(part[at_m + r] - m[r]);
+            l[r] += part[at_l + r] * w;
+            for (int64_t e = 0; e < dv; e++) o[r * dv + e] += w * part[r * dv + e];
+        }
+    }
+}
