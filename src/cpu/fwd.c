@@ -187,6 +187,7 @@ static void merge_item(void *arg, int64_t block, int thread) {
 }
 
 mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
+    if (mfa_cpu_decode_applies(pr)) return mfa_cpu_decode_fwd(ctx, pr);
     fwd_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .splits = 1};
     job.q_blocks = (pr->max_seqlen_q + MFA_CPU_BQ - 1) / MFA_CPU_BQ;
     const int64_t blocks = pr->p.batch * pr->p.heads_q * job.q_blocks;

@@ -26,6 +26,13 @@ typedef struct mfa_cpu_kernels {
      * mfa_cpu_panels_t). 0: no panels, B stays plain row-major (the scalar table). */
     int64_t nr;
 
+    /* C[i][j] = A[i] . B[j] (dot products of rows, K long) for i < M, j < N: C = A B^T with both
+     * operands row-major. The decode forward's S = Q K^T, where M is a few query rows and B the
+     * key rows in place: there the register-blocked gemm (one broadcast per element of K)
+     * wasted most of its lanes and ran far from the memory bound. */
+    void (*dots)(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 float *C, int64_t ldc);
+
     /* x[i] = 2^(x[i] * mul - sub) for i < n (0 where x[i] = -inf); returns the sum. The online
      * softmax works in base 2: exp(s - m) = 2^(s*log2e - m*log2e). */
     float (*exp2_sum)(float *x, int64_t n, float mul, float sub);

@@ -4,6 +4,8 @@
  * no mask, default scale, forward only). Coverage, by section:
  *   shapes    sequence lengths 1, 7, 63, 127, 257, 1000 (equal and unequal q/kv), head dims 16,
  *             32, 64, 80, 96, 128, 256 and head_dim_v != head_dim_qk
+ *   decode    1-5 query rows per q head, GQA groups of 1-8, against 300-2000 keys, with masks,
+ *             dtypes, layouts, varlen, and keys split across threads
  *   gqa       ratios 1 (everywhere), 2, 4, 8
  *   masks     causal top-left / bottom-right, windows with each side bounded or not and either
  *             alignment, block-sparse (shared and per-head maps, odd block sizes), dense bool /
@@ -62,6 +64,20 @@ const mfa_check_case_t mfa_check_cases[] = {
     {"dqk32_dv128", SHAPE(1, 127, 63, 2, 2, 32, 128)},
     {"dqk256_dv64", SHAPE(1, 63, 63, 2, 2, 256, 64)},
     {"dqk16_dv80", SHAPE(2, 7, 63, 2, 2, 16, 80)},
+    /* ---- decode (cpu: src/cpu/decode.c, at most 16 query rows per kv head, 256+ keys) ---- */
+    {"decode_gqa4_sq3_causal_br", SHAPE(2, 3, 517, 8, 2, 64, 64), CAUSAL, BR, LSE},
+    {"decode_gqa8_sq2_window_br_bf16", SHAPE(1, 2, 700, 8, 1, 128, 128), WINDOW(100, 0), BR,
+     .in_dtype = BF16, .out_dtype = BF16, LSE},
+    {"decode_causal_tl_sq4_gqa4", SHAPE(1, 4, 600, 4, 1, 32, 32), CAUSAL, LSE},
+    {"decode_block_per_head_gqa2", SHAPE(2, 5, 300, 4, 2, 32, 48), BLOCK(MFA_CHECK_BLOCK_PER_HEAD, 4, 32),
+     LSE},
+    {"decode_softcap_dense_f32", SHAPE(1, 4, 400, 4, 4, 64, 64), .softcap = 5.0f, .score_std = 4.0f,
+     .dense = MFA_CHECK_DENSE_F32, .dense_broadcast = MFA_CHECK_BCAST_BATCH, LSE},
+    {"decode_varlen_gqa4_causal_br", SHAPE(3, 4, 300, 8, 2, 64, 64), .varlen = 1, CAUSAL, BR, LSE},
+    {"decode_strided_f16_gqa4_d80", SHAPE(2, 1, 1000, 4, 1, 80, 80), .layout = MFA_CHECK_STRIDED,
+     .in_dtype = F16, LSE},
+    {"decode_transposed_k", SHAPE(1, 2, 513, 2, 1, 64, 64), .transpose = MFA_CHECK_TK, LSE},
+    {"decode_one_pair_split_keys", SHAPE(1, 1, 2000, 1, 1, 64, 64), LSE},
     /* ---- gqa ---- */
     {"gqa2", SHAPE(2, 127, 127, 4, 2, 64, 64), LSE},
     {"gqa8", SHAPE(1, 63, 63, 8, 1, 64, 64), LSE},

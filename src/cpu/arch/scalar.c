@@ -19,6 +19,16 @@ static void gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, c
     }
 }
 
+static void dots(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, float *C,
+                 int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            float sum = 0.0f;
+            for (int64_t k = 0; k < K; k++) sum += A[i * lda + k] * B[j * ldb + k];
+            C[i * ldc + j] = sum;
+        }
+}
+
 static float exp2_sum(float *x, int64_t n, float mul, float sub) {
     float sum = 0.0f;
     for (int64_t i = 0; i < n; i++) {
@@ -45,7 +55,7 @@ static void to_f32(float *dst, const void *src, int32_t dtype, int64_t n) {
 }
 
 const mfa_cpu_kernels_t mfa_cpu_kernels_scalar = {
-    .isa = "scalar", .gemm = gemm, .nr = 0 /* plain row-major B */, .exp2_sum = exp2_sum, .max = max,
+    .isa = "scalar", .gemm = gemm, .nr = 0 /* plain row-major B */, .dots = dots, .exp2_sum = exp2_sum, .max = max,
     .scale = scale, .to_f32 = to_f32,
 };
 
@@ -70,6 +80,6 @@ static void to_bf16(uint16_t *dst, const float *src, int64_t n) {
 }
 
 const mfa_cpu_kernels_t mfa_cpu_kernels_scalar_bf16 = {
-    .isa = "scalar-bf16", .gemm = gemm, .nr = 0, .exp2_sum = exp2_sum, .max = max, .scale = scale, .to_f32 = to_f32,
+    .isa = "scalar-bf16", .gemm = gemm, .nr = 0, .dots = dots, .exp2_sum = exp2_sum, .max = max, .scale = scale, .to_f32 = to_f32,
     .gemm_bf16 = gemm_bf16, .to_bf16 = to_bf16,
 };

@@ -1,0 +1,180 @@
+/* decode.c — the cpu forward for decode shapes: a few query rows per kv head against many keys.
+ *
+ * There the forward is bound by reading K and V once (32 heads x 8192 keys x 128 dims in fp32 is
+ * 256 MiB), and the tiled forward's packing (read K and V, write the packed copy, read that
+ * again) tripled the traffic: ggml's decode ran 3.9x faster. Here each key tile is read where it
+ * lies (converted into a small scratch tile only when it is not fp32 rows) and used at once:
+ *     S = Q K^T     dot products of the block's query rows with the tile's key rows (kernel
+ *                   table `dots`: the gemm, broadcasting every key element, wasted most lanes)
+ *     the mask and the online softmax as in the tiled forward (tile.c)
+ *     O  += P V     B = the tile's value rows
+ * A block's rows are every query row of every q head of one kv head's GQA group, so the group
+ * shares one pass over its keys. When there are too few (batch, kv head) pairs to keep the
+ * threads busy, each pair's keys are split and the splits merged by log-sum-exp. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu.h"
+
+typedef struct {
+    const mfa_problem_t *pr;
+    const mfa_cpu_kernels_t *k;
+    int64_t splits; /* key ranges per (batch, kv head) */
+    int64_t rows;   /* the largest block: max_seqlen_q * group <= MFA_CPU_DECODE_ROWS */
+    float *partial; /* splits > 1: per item o [BQ][Dv], then m, l [BQ] (mfa_cpu_merge_splits) */
+    float *scratch; /* per thread: scratch_floats each */
+    size_t scratch_floats;
+} decode_job_t;
+
+enum { W = MFA_CPU_DECODE_ROWS }; /* rows a block holds at most */
+
+typedef struct {
+    float *q;          /* [W][Dq]: the block's query rows */
+    float *S;          /* [W][BK]: S, then P */
+    float *o, *m, *l;  /* [W][Dv], [W], [W] */
+    float *kbuf, *vbuf; /* [BK][Dq], [BK][Dv]: a key tile converted, when not fp32 rows */
+} scratch_t;
+
+static size_t scratch_floats(const mfa_problem_t *pr) {
+    const size_t BK = MFA_CPU_BK, Dq = (size_t)pr->p.head_dim_qk, Dv = (size_t)pr->p.head_dim_v;
+    return W * Dq + W * BK + W * Dv + 2 * W + BK * (Dq + Dv);
+}
+
+static scratch_t carve(const decode_job_t *job, int thread) {
+    const size_t BK = MFA_CPU_BK, Dq = (size_t)job->pr->p.head_dim_qk, Dv = (size_t)job->pr->p.head_dim_v;
+    float *at = job->scratch + (size_t)thread * job->scratch_floats;
+    scratch_t w;
+    w.q = at, at += W * Dq;
+    w.S = at, at += W * BK;
+    w.o = at, at += W * Dv;
+    w.m = at, at += W;
+    w.l = at, at += W;
+    w.kbuf = at, at += BK * Dq;
+    w.vbuf = at;
+    return w;
+}
+
+static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (size_t)(pr->p.head_dim_v + 2); }
+
+bool mfa_cpu_decode_applies(const mfa_problem_t *pr) {
+    /* a block fits the rows; and enough keys that packing them would cost more than it saves
+     * (each packed tile would serve only this block) */
+    return pr->max_seqlen_q * pr->group <= MFA_CPU_DECODE_ROWS && pr->max_seqlen_kv >= 4 * MFA_CPU_BK;
+}
+
+/* Key tiles [*lo, *hi) of split `split` of the tiles any row of sequence s sees (causal and
+ * window bounds are monotone in the row: the first and last rows decide). */
+static void split_tiles(const decode_job_t *job, const mfa_seq_t *s, int64_t split, int64_t *lo, int64_t *hi) {
+    int64_t k_lo, k_hi;
+    mfa_cpu_tile_key_range(job->pr, s, 0, s->sq, &k_lo, &k_hi);
+    const int64_t first = k_lo / MFA_CPU_BK, end = k_lo < k_hi ? (k_hi + MFA_CPU_BK - 1) / MFA_CPU_BK : first;
+    const int64_t per = (end - first + job->splits - 1) / job->splits;
+    *lo = first + split * per < end ? first + split * per : end;
+    *hi = *lo + per < end ? *lo + per : end;
+}
+
+/* Whether the block-sparse map keeps any pair of key tile kb for some q head of the group. */
+static bool tile_kept(const mfa_problem_t *pr, int64_t b, int64_t hk, const mfa_seq_t *s, int64_t kb) {
+    const int64_t j0 = kb * MFA_CPU_BK, nk = s->sk - j0 < MFA_CPU_BK ? s->sk - j0 : MFA_CPU_BK;
+    for (int64_t g = 0; g < pr->group; g++)
+        if (mfa_cpu_block_tile_kept(pr, b, hk * pr->group + g, 0, s->sq, j0, nk)) return true;
+    return false;
+}
+
+/* One key tile against the block's n rows (q head hk * group + r / sq, query row r % sq). */
+static void attend_tile(const decode_job_t *job, int64_t b, int64_t hk, const mfa_seq_t *s, int64_t n,
+                        int64_t kb, scratch_t *w) {
+    const mfa_problem_t *pr = job->pr;
+    const mfa_cpu_kernels_t *k = job->k;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK;
+    const int64_t j0 = kb * BK, nk = s->sk - j0 < BK ? s->sk - j0 : BK;
+    int64_t ldk, ldv;
+    const float *keys = mfa_cpu_rows(k, &pr->p.k, s->tb, hk, s->k0 + j0, nk, Dq, w->kbuf, &ldk);
+    k->dots(n, nk, Dq, w->q, Dq, keys, ldk, w->S, BK);
+    float mul = 0;
+    for (int64_t g = 0; g < pr->group; g++) /* the mask of each q head's rows */
+        mul = mfa_cpu_finish_scores(pr, b, hk * pr->group + g, s, 0, s->sq, j0, nk, w->S + g * s->sq * BK, BK, NULL);
+    mfa_cpu_softmax_step(k, w->S, BK, n, nk, mul, w->m, w->l, w->o, Dv, Dv, NULL, NULL);
+    const float *values = mfa_cpu_rows(k, &pr->p.v, s->tb, hk, s->k0 + j0, nk, Dv, w->vbuf, &ldv);
+    k->gemm(n, Dv, nk, w->S, BK, values, ldv, w->o, Dv, true);
+}
+
+/* The block's o [n][Dv], m, l stored: one q head's rows at a time. */
+static void finish_block(const decode_job_t *job, int64_t b, int64_t hk, const mfa_seq_t *s, float *o, float *m,
+                         float *l) {
+    const mfa_problem_t *pr = job->pr;
+    for (int64_t g = 0; g < pr->group; g++) {
+        const int64_t r0 = g * s->sq;
+        mfa_cpu_finish_rows(pr, job->k, b, hk * pr->group + g, s, 0, s->sq, o + r0 * pr->p.head_dim_v, m + r0,
+                            l + r0);
+    }
+}
+
+/* Item = (split, batch, kv head), split-major. */
+static void decode_item(void *arg, int64_t item, int thread) {
+    const decode_job_t *job = arg;
+    const mfa_problem_t *pr = job->pr;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
+    const int64_t pairs = pr->p.batch * pr->p.heads_kv, split = item / pairs;
+    const int64_t b = item % pairs / pr->p.heads_kv, hk = item % pr->p.heads_kv;
+    const mfa_seq_t s = mfa_problem_seq(pr, b);
+    const int64_t n = s.sq * pr->group;
+    scratch_t w = carve(job, thread);
+    if (job->splits > 1) { /* accumulate straight into this item's partial */
+        w.o = job->partial + (size_t)item * partial_floats(pr);
+        w.m = w.o + MFA_CPU_BQ * Dv, w.l = w.m + MFA_CPU_BQ;
+    }
+    memset(w.o, 0, sizeof(float) * (size_t)(n * Dv));
+    for (int64_t r = 0; r < n; r++) w.m[r] = -INFINITY, w.l[r] = 0.0f;
+    if (n == 0) return;
+    for (int64_t g = 0; g < pr->group; g++) { /* block row g * sq + i is row i of q head g */
+        int64_t ldq;
+        const float *q = mfa_cpu_rows(job->k, &pr->p.q, s.tb, hk * pr->group + g, s.q0, s.sq, Dq, w.kbuf, &ldq);
+        for (int64_t i = 0; i < s.sq; i++) memcpy(w.q + (g * s.sq + i) * Dq, q + i * ldq, sizeof(float) * (size_t)Dq);
+    }
+    int64_t kb_lo, kb_hi;
+    split_tiles(job, &s, split, &kb_lo, &kb_hi);
+    for (int64_t kb = kb_lo; kb < kb_hi; kb++)
+        if (tile_kept(pr, b, hk, &s, kb)) attend_tile(job, b, hk, &s, n, kb, &w);
+    if (job->splits == 1) finish_block(job, b, hk, &s, w.o, w.m, w.l);
+}
+
+/* The splits of one (batch, kv head) merged, then stored. */
+static void merge_item(void *arg, int64_t pair, int thread) {
+    const decode_job_t *job = arg;
+    const mfa_problem_t *pr = job->pr;
+    const int64_t b = pair / pr->p.heads_kv, hk = pair % pr->p.heads_kv, pairs = pr->p.batch * pr->p.heads_kv;
+    const mfa_seq_t s = mfa_problem_seq(pr, b);
+    scratch_t w = carve(job, thread);
+    /* partial of split sp is item sp * pairs + pair */
+    mfa_cpu_merge_splits(job->partial + (size_t)pair * partial_floats(pr), job->splits,
+                         (size_t)pairs * partial_floats(pr), s.sq * pr->group, pr->p.head_dim_v, w.o, w.m, w.l);
+    finish_block(job, b, hk, &s, w.o, w.m, w.l);
+}
+
+mfa_error_t mfa_cpu_decode_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
+    decode_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .splits = 1};
+    const int64_t pairs = pr->p.batch * pr->p.heads_kv;
+    if (pairs == 0) return MFA_SUCCESS;
+    /* Fewer (batch, kv head) pairs than twice the threads: split the keys, at least 4 tiles a split. */
+    const int64_t k_tiles = (pr->max_seqlen_kv + MFA_CPU_BK - 1) / MFA_CPU_BK;
+    if (pairs < 2 * (int64_t)ctx->num_threads) {
+        job.splits = (2 * ctx->num_threads + pairs - 1) / pairs;
+        if (job.splits > k_tiles / 4) job.splits = k_tiles / 4 > 0 ? k_tiles / 4 : 1;
+    }
+    const int64_t items = pairs * job.splits;
+    const int threads = mfa_cpu_threads_for(ctx, items);
+    job.scratch_floats = scratch_floats(pr);
+    const size_t partial = job.splits > 1 ? (size_t)items * partial_floats(pr) : 0;
+    const size_t bytes = sizeof(float) * (job.scratch_floats * (size_t)threads + partial);
+    job.scratch = malloc(bytes);
+    if (!job.scratch)
+        return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu forward: cannot allocate %zu bytes of scratch",
+                             bytes);
+    job.partial = job.scratch + job.scratch_floats * (size_t)threads;
+    mfa_cpu_parallel_for(threads, items, decode_item, &job);
+    if (job.splits > 1) mfa_cpu_parallel_for(mfa_cpu_threads_for(ctx, pairs), pairs, merge_item, &job);
+    free(job.scratch);
+    return MFA_SUCCESS;
+}
