@@ -60,8 +60,8 @@ static void bhsd(mfa_tensor_t *t, float *data, int64_t seq, int64_t heads, int64
 
 enum { MAX_PAIRS = 64 };
 
-static int run_shape(int64_t H, int64_t SQ, int64_t S, int64_t D, int causal, int threads, int pairs) {
-    const size_t nq = (size_t)(H * SQ * D), n = (size_t)(H * S * D);
+static int run_shape(int64_t H, int64_t HKV, int64_t SQ, int64_t S, int64_t D, int causal, int threads, int pairs) {
+    const size_t nq = (size_t)(H * SQ * D), n = (size_t)(HKV * S * D);
     const size_t mask_bytes = causal ? (size_t)(SQ * S) * sizeof(ggml_fp16_t) : 0;
     struct ggml_init_params ip = {.mem_size = (2 * nq + 2 * n) * sizeof(float) + mask_bytes + ggml_graph_overhead() +
                                               ((size_t)256 << 20), /* + the work buffer */
@@ -70,8 +70,8 @@ static int run_shape(int64_t H, int64_t SQ, int64_t S, int64_t D, int causal, in
     struct ggml_context *g = ggml_init(ip);
     if (!g) return fprintf(stderr, "ggml_peer: ggml_init failed\n"), 1;
     struct ggml_tensor *q = ggml_new_tensor_3d(g, GGML_TYPE_F32, D, SQ, H);
-    struct ggml_tensor *k = ggml_new_tensor_3d(g, GGML_TYPE_F32, D, S, H);
-    struct ggml_tensor *v = ggml_new_tensor_3d(g, GGML_TYPE_F32, D, S, H);
+    struct ggml_tensor *k = ggml_new_tensor_3d(g, GGML_TYPE_F32, D, S, HKV);
+    struct ggml_tensor *v = ggml_new_tensor_3d(g, GGML_TYPE_F32, D, S, HKV);
     struct ggml_tensor *mask = NULL;
     unsigned state = 1234;
     fill(q->data, nq, &state), fill(k->data, n, &state), fill(v->data, n, &state);
@@ -96,9 +96,9 @@ static int run_shape(int64_t H, int64_t SQ, int64_t S, int64_t D, int causal, in
     float *o_mfa = malloc(nq * sizeof(float));
     mfa_attention_params_t p;
     mfa_attention_params_init(&p);
-    p.batch = 1, p.seqlen_q = SQ, p.seqlen_kv = S, p.heads_q = p.heads_kv = H, p.head_dim_qk = p.head_dim_v = D;
+    p.batch = 1, p.seqlen_q = SQ, p.seqlen_kv = S, p.heads_q = H, p.heads_kv = HKV, p.head_dim_qk = p.head_dim_v = D;
     p.mask = causal ? MFA_MASK_CAUSAL : MFA_MASK_NONE;
-    bhsd(&p.q, q->data, SQ, H, D), bhsd(&p.k, k->data, S, H, D), bhsd(&p.v, v->data, S, H, D);
+    bhsd(&p.q, q->data, SQ, H, D), bhsd(&p.k, k->data, S, HKV, D), bhsd(&p.v, v->data, S, HKV, D);
     mfa_tensor_contiguous(&p.o, o_mfa, MFA_DTYPE_F32, SQ, H, D); /* [seq][heads][dim], as ggml's result */
 
     double t_mfa[MAX_PAIRS], t_ggml[MAX_PAIRS], ratio[MAX_PAIRS];
@@ -119,10 +119,10 @@ static int run_shape(int64_t H, int64_t SQ, int64_t S, int64_t D, int causal, in
 
     const double gflop = 4.0 * (double)H * (double)SQ * (double)S * (double)D * (causal ? 0.5 : 1.0) * 1e-9;
     const double ms_mfa = 1e3 * median(t_mfa, pairs), ms_ggml = 1e3 * median(t_ggml, pairs);
-    printf("{\"shape\": [1, %lld, %lld, %lld], \"seqlen_kv\": %lld, \"mask\": \"%s\", \"dtype\": \"f32\", \"threads\": %d, \"pairs\": %d, "
+    printf("{\"shape\": [1, %lld, %lld, %lld], \"heads_kv\": %lld, \"seqlen_kv\": %lld, \"mask\": \"%s\", \"dtype\": \"f32\", \"threads\": %d, \"pairs\": %d, "
            "\"mfa_ms\": %.3f, \"mfa_gflops\": %.1f, \"ggml_ms\": %.3f, \"ggml_gflops\": %.1f, "
            "\"ggml_over_mfa_time\": %.3f, \"max_abs_diff\": %.3g}\n",
-           (long long)H, (long long)SQ, (long long)D, (long long)S, causal ? "causal" : "none", threads, pairs, ms_mfa,
+           (long long)H, (long long)SQ, (long long)D, (long long)HKV, (long long)S, causal ? "causal" : "none", threads, pairs, ms_mfa,
            gflop / ms_mfa * 1e3, ms_ggml, gflop / ms_ggml * 1e3, median(ratio, pairs), max_diff);
     fflush(stdout);
     mfa_destroy_context(ctx);
@@ -144,10 +144,11 @@ int main(int argc, char **argv) {
     int failed = 0;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int causal = 0; causal < 2; causal++)
-            failed |= run_shape(shapes[s][0], shapes[s][1], shapes[s][1], shapes[s][2], causal, threads, pairs);
-    /* decode: a few new tokens against a long cache, 32 heads of 128 (no mask) */
-    const int64_t decode_q[] = {1, 16};
-    for (size_t s = 0; s < sizeof decode_q / sizeof decode_q[0]; s++)
-        failed |= run_shape(32, decode_q[s], 8192, 128, 0, threads, pairs * 4);
+            failed |= run_shape(shapes[s][0], shapes[s][0], shapes[s][1], shapes[s][1], shapes[s][2], causal, threads, pairs);
+    /* decode: new tokens against a long cache, 32 q heads of 128 (no mask), with 32 kv heads
+     * (MHA) or 8 (GQA 4, as Llama 3 8B) */
+    const int64_t decode[][2] = {{32, 1}, {32, 16}, {8, 1}, {8, 4}}; /* kv heads, query rows */
+    for (size_t s = 0; s < sizeof decode / sizeof decode[0]; s++)
+        failed |= run_shape(32, decode[s][0], decode[s][1], 8192, 128, 0, threads, pairs * 4);
     return failed;
 }
