@@ -9,6 +9,8 @@
  * Run:   /tmp/ab_lib A/libmfa.so B/libmfa.so [--seq 2048] [--dim 128] [--heads 8] [--causal]
  *                    [--window LEFT] (causal sliding window: keys i - LEFT .. i)
  *                    [--bwd] [--threads 1] [--pairs 15]
+ *                    [--seq-q N --heads-kv N] (decode shapes: N query rows against --seq keys,
+ *                    forward, no mask; GQA with fewer kv heads)
  *                    [--causal-b] (B runs causal while A runs the full mask: the causal
  *                    target "GFLOP/s over the visited half within 10% of full", measured with
  *                    the two alternating; A and B may then be the same library)
@@ -82,9 +84,35 @@ static float *tensor(mfa_tensor_t *t, int64_t seq, int64_t heads, int64_t dim, u
     return p;
 }
 
+/* A decode shape (forward, no mask): sq query rows of `heads` q heads against sk keys of hkv kv
+ * heads, both libraries alternating; prints the median ms of each and of the pairwise ratios. */
+static int decode(lib_t *lib, int64_t sq, int64_t sk, int64_t heads, int64_t hkv, int64_t dim, int pairs,
+                  int threads) {
+    unsigned state = 42;
+    mfa_attention_params_t p;
+    lib[0].params_init(&p);
+    p.batch = 1, p.seqlen_q = sq, p.seqlen_kv = sk, p.heads_q = heads, p.heads_kv = hkv;
+    p.head_dim_qk = p.head_dim_v = dim;
+    tensor(&p.q, sq, heads, dim, &state), tensor(&p.k, sk, hkv, dim, &state); /* freed at exit */
+    tensor(&p.v, sk, hkv, dim, &state), tensor(&p.o, sq, heads, dim, &state);
+    double t[2][256], ratio[256];
+    for (int i = -1; i < pairs; i++)
+        for (int s = 0; s < 2; s++) {
+            const double w0 = seconds(CLOCK_MONOTONIC);
+            if (lib[s].fwd(lib[s].ctx, &p)) return fprintf(stderr, "ab_lib: call failed\n"), 1;
+            if (i >= 0) t[s][i] = seconds(CLOCK_MONOTONIC) - w0;
+            if (i >= 0 && s == 1) ratio[i] = t[1][i] / t[0][i];
+        }
+    printf("decode: %lld query rows x %lld q heads (%lld kv) against %lld keys, dim %lld, %d thread(s), %d pairs\n",
+           (long long)sq, (long long)heads, (long long)hkv, (long long)sk, (long long)dim, threads, pairs);
+    printf("  wall: A %.2f ms  B %.2f ms  speedup B/A %.3f\n", 1e3 * median(t[0], pairs), 1e3 * median(t[1], pairs),
+           median(ratio, pairs));
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) return fprintf(stderr, "usage: ab_lib A.so B.so [options] (see the top of ab_lib.c)\n"), 2;
-    int64_t seq = 2048, dim = 128, heads = 8;
+    int64_t seq = 2048, dim = 128, heads = 8, seq_q = 0, heads_kv = 0;
     int threads = 1, pairs = 15, causal = 0, bwd = 0, causal_b = 0;
     int64_t window = -1;
     for (int i = 3; i < argc; i++) {
@@ -93,6 +121,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--bwd")) bwd = 1;
         else if (!strcmp(a, "--causal-b")) causal_b = 1;
         else if (!strcmp(a, "--seq")) seq = atoll(v), i++;
+        else if (!strcmp(a, "--seq-q")) seq_q = atoll(v), i++;
+        else if (!strcmp(a, "--heads-kv")) heads_kv = atoll(v), i++;
         else if (!strcmp(a, "--window")) window = atoll(v), i++;
         else if (!strcmp(a, "--dim")) dim = atoll(v), i++;
         else if (!strcmp(a, "--heads")) heads = atoll(v), i++;
@@ -106,6 +136,7 @@ int main(int argc, char **argv) {
     unsigned state = 42;
     mfa_attention_params_t p;
     lib[0].params_init(&p);
+    if (seq_q > 0) return decode(lib, seq_q, seq, heads, heads_kv > 0 ? heads_kv : heads, dim, pairs, threads);
     p.batch = 1, p.seqlen_q = p.seqlen_kv = seq, p.heads_q = p.heads_kv = heads;
     p.head_dim_qk = p.head_dim_v = dim;
     p.mask = causal ? MFA_MASK_CAUSAL : MFA_MASK_NONE;
