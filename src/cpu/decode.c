@@ -9,8 +9,12 @@
  *     the mask and the online softmax as in the tiled forward (tile.c)
  *     O  += P V     B = the tile's value rows
  * A block's rows are every query row of every q head of one kv head's GQA group, so the group
- * shares one pass over its keys. When there are too few (batch, kv head) pairs to keep the
- * threads busy, each pair's keys are split and the splits merged by log-sum-exp. */
+ * shares one pass over its keys. A work item is a range of one sequence's key tiles for some kv
+ * heads, in the order K is laid out in: one head when a head's keys are contiguous (BHSD), all
+ * heads tile by tile when the heads of a token sit side by side (BSHD: a head at a time there
+ * read one row per page, 16 KiB apart at 32 heads of 128; all heads per tile read the tiles as
+ * one run, 1.12x, while the same order on BHSD was 0.8x). Each sequence's keys are split into
+ * enough ranges to keep the threads busy, and the ranges merged by log-sum-exp. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +24,10 @@
 typedef struct {
     const mfa_problem_t *pr;
     const mfa_cpu_kernels_t *k;
-    int64_t splits; /* key ranges per (batch, kv head) */
+    int64_t splits; /* key ranges per sequence */
+    int64_t heads;  /* kv heads per item: 1 or all (in K's memory order) */
     int64_t rows;   /* the largest block: max_seqlen_q * group <= MFA_CPU_DECODE_ROWS */
-    float *partial; /* splits > 1: per item o [BQ][Dv], then m, l [BQ] (mfa_cpu_merge_splits) */
+    float *partial; /* splits > 1: per (split, batch, kv head) o [BQ][Dv], then m, l [BQ] */
     float *scratch; /* per thread: scratch_floats each */
     size_t scratch_floats;
 } decode_job_t;
@@ -30,27 +35,33 @@ typedef struct {
 enum { W = MFA_CPU_DECODE_ROWS }; /* rows a block holds at most */
 enum { DECODE_BK = 64 }; /* keys a tile: 16, 32 and 128 measured the same on a one-token decode */
 
+/* One kv head's block: its query rows and running softmax state. */
 typedef struct {
-    float *q;          /* [W][Dq]: the block's query rows */
-    float *S;          /* [W][BK]: S, then P */
-    float *o, *m, *l;  /* [W][Dv], [W], [W] */
-    float *kbuf, *vbuf; /* [BK][Dq], [BK][Dv]: a key tile converted, when not fp32 rows */
+    float *q;         /* [rows][Dq] */
+    float *o, *m, *l; /* [rows][Dv], [rows], [rows] */
+} block_t;
+
+typedef struct {
+    float *blocks;      /* per kv head of an item: q [rows][Dq], o [rows][Dv], m [rows], l [rows] */
+    float *S;           /* [W][BK]: S, then P */
+    float *kbuf, *vbuf; /* [BK][Dq], [BK][Dv]: a key tile converted, a value tile copied */
 } scratch_t;
 
-static size_t scratch_floats(const mfa_problem_t *pr) {
-    const size_t BK = DECODE_BK, Dq = (size_t)pr->p.head_dim_qk, Dv = (size_t)pr->p.head_dim_v;
-    return W * Dq + W * BK + W * Dv + 2 * W + BK * (Dq + Dv);
+static size_t block_floats(const decode_job_t *job) {
+    return (size_t)(job->rows * (job->pr->p.head_dim_qk + job->pr->p.head_dim_v + 2));
+}
+
+static size_t scratch_floats(const decode_job_t *job) {
+    const size_t BK = DECODE_BK, Dq = (size_t)job->pr->p.head_dim_qk, Dv = (size_t)job->pr->p.head_dim_v;
+    return (size_t)job->heads * block_floats(job) + W * BK + BK * (Dq + Dv);
 }
 
 static scratch_t carve(const decode_job_t *job, int thread) {
-    const size_t BK = DECODE_BK, Dq = (size_t)job->pr->p.head_dim_qk, Dv = (size_t)job->pr->p.head_dim_v;
+    const size_t BK = DECODE_BK, Dq = (size_t)job->pr->p.head_dim_qk;
     float *at = job->scratch + (size_t)thread * job->scratch_floats;
     scratch_t w;
-    w.q = at, at += W * Dq;
+    w.blocks = at, at += (size_t)job->heads * block_floats(job);
     w.S = at, at += W * BK;
-    w.o = at, at += W * Dv;
-    w.m = at, at += W;
-    w.l = at, at += W;
     w.kbuf = at, at += BK * Dq;
     w.vbuf = at;
     return w;
@@ -85,18 +96,18 @@ static bool tile_kept(const mfa_problem_t *pr, int64_t b, int64_t hk, const mfa_
 
 /* One key tile against the block's n rows (q head hk * group + r / sq, query row r % sq). */
 static void attend_tile(const decode_job_t *job, int64_t b, int64_t hk, const mfa_seq_t *s, int64_t n,
-                        int64_t kb, scratch_t *w) {
+                        int64_t kb, const block_t *blk, scratch_t *w) {
     const mfa_problem_t *pr = job->pr;
     const mfa_cpu_kernels_t *k = job->k;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = DECODE_BK;
     const int64_t j0 = kb * BK, nk = s->sk - j0 < BK ? s->sk - j0 : BK;
     int64_t ldk, ldv;
     const float *keys = mfa_cpu_rows(k, &pr->p.k, s->tb, hk, s->k0 + j0, nk, Dq, w->kbuf, &ldk);
-    k->dots(n, nk, Dq, w->q, Dq, keys, ldk, w->S, BK);
+    k->dots(n, nk, Dq, blk->q, Dq, keys, ldk, w->S, BK);
     float mul = 0;
     for (int64_t g = 0; g < pr->group; g++) /* the mask of each q head's rows */
         mul = mfa_cpu_finish_scores(pr, b, hk * pr->group + g, s, 0, s->sq, j0, nk, w->S + g * s->sq * BK, BK, NULL);
-    mfa_cpu_softmax_step(k, w->S, BK, n, nk, mul, w->m, w->l, w->o, Dv, Dv, NULL, NULL);
+    mfa_cpu_softmax_step(k, w->S, BK, n, nk, mul, blk->m, blk->l, blk->o, Dv, Dv, NULL, NULL);
     /* V always through scratch: the GEMM reads its B a 16-column panel at a time, and straight
      * from memory that walked the tile eight times at a 512-byte stride, each line a miss (half
      * the time of a GQA decode); one sequential copy per tile brings it into L1 instead. K stays
@@ -109,7 +120,7 @@ static void attend_tile(const decode_job_t *job, int64_t b, int64_t hk, const mf
                    sizeof(float) * (size_t)Dv);
     else
         values = mfa_cpu_rows(k, &pr->p.v, s->tb, hk, s->k0 + j0, nk, Dv, w->vbuf, &ldv);
-    k->gemm(n, Dv, nk, w->S, BK, values, ldv, w->o, Dv, true);
+    k->gemm(n, Dv, nk, w->S, BK, values, ldv, blk->o, Dv, true);
 }
 
 /* The block's o [n][Dv], m, l stored: one q head's rows at a time. */
@@ -123,62 +134,90 @@ static void finish_block(const decode_job_t *job, int64_t b, int64_t hk, const m
     }
 }
 
-/* Item = (split, batch, kv head), split-major. */
+/* Where kv head hk's block lives for item (split, b): q in the thread's scratch; o, m, l there too,
+ * or in the partial of (split, b, hk) when the keys are split. */
+static block_t block_at(const decode_job_t *job, const scratch_t *w, int64_t split, int64_t b, int64_t hk) {
+    const mfa_problem_t *pr = job->pr;
+    const int64_t Dv = pr->p.head_dim_v;
+    block_t blk;
+    blk.q = w->blocks + (size_t)(hk % job->heads) * block_floats(job);
+    blk.o = blk.q + job->rows * pr->p.head_dim_qk, blk.m = blk.o + job->rows * Dv, blk.l = blk.m + job->rows;
+    if (job->splits > 1) {
+        blk.o = job->partial + (size_t)((split * pr->p.batch + b) * pr->p.heads_kv + hk) * partial_floats(pr);
+        blk.m = blk.o + MFA_CPU_BQ * Dv, blk.l = blk.m + MFA_CPU_BQ;
+    }
+    return blk;
+}
+
+/* Item = (split, batch, kv heads [h0, h0 + job->heads)), split-major: the split's key tiles of
+ * sequence b, tile by tile with the heads inside. */
 static void decode_item(void *arg, int64_t item, int thread) {
     const decode_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
-    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
-    const int64_t pairs = pr->p.batch * pr->p.heads_kv, split = item / pairs;
-    const int64_t b = item % pairs / pr->p.heads_kv, hk = item % pr->p.heads_kv;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, per_split = pr->p.batch * pr->p.heads_kv / job->heads;
+    const int64_t split = item / per_split, b = item % per_split / (pr->p.heads_kv / job->heads);
+    const int64_t h0 = item % (pr->p.heads_kv / job->heads) * job->heads, h1 = h0 + job->heads;
     const mfa_seq_t s = mfa_problem_seq(pr, b);
     const int64_t n = s.sq * pr->group;
     scratch_t w = carve(job, thread);
-    if (job->splits > 1) { /* accumulate straight into this item's partial */
-        w.o = job->partial + (size_t)item * partial_floats(pr);
-        w.m = w.o + MFA_CPU_BQ * Dv, w.l = w.m + MFA_CPU_BQ;
+    for (int64_t hk = h0; hk < h1; hk++) {
+        const block_t blk = block_at(job, &w, split, b, hk);
+        memset(blk.o, 0, sizeof(float) * (size_t)(n * Dv));
+        for (int64_t r = 0; r < n; r++) blk.m[r] = -INFINITY, blk.l[r] = 0.0f;
+        for (int64_t g = 0; g < pr->group; g++) { /* block row g * sq + i is row i of q head g */
+            int64_t ldq;
+            const float *q = mfa_cpu_rows(job->k, &pr->p.q, s.tb, hk * pr->group + g, s.q0, s.sq, Dq, w.kbuf, &ldq);
+            for (int64_t i = 0; i < s.sq; i++)
+                memcpy(blk.q + (g * s.sq + i) * Dq, q + i * ldq, sizeof(float) * (size_t)Dq);
+        }
     }
-    memset(w.o, 0, sizeof(float) * (size_t)(n * Dv));
-    for (int64_t r = 0; r < n; r++) w.m[r] = -INFINITY, w.l[r] = 0.0f;
     if (n == 0) return;
-    for (int64_t g = 0; g < pr->group; g++) { /* block row g * sq + i is row i of q head g */
-        int64_t ldq;
-        const float *q = mfa_cpu_rows(job->k, &pr->p.q, s.tb, hk * pr->group + g, s.q0, s.sq, Dq, w.kbuf, &ldq);
-        for (int64_t i = 0; i < s.sq; i++) memcpy(w.q + (g * s.sq + i) * Dq, q + i * ldq, sizeof(float) * (size_t)Dq);
-    }
     int64_t kb_lo, kb_hi;
     split_tiles(job, &s, split, &kb_lo, &kb_hi);
     for (int64_t kb = kb_lo; kb < kb_hi; kb++)
-        if (tile_kept(pr, b, hk, &s, kb)) attend_tile(job, b, hk, &s, n, kb, &w);
-    if (job->splits == 1) finish_block(job, b, hk, &s, w.o, w.m, w.l);
+        for (int64_t hk = h0; hk < h1; hk++)
+            if (tile_kept(pr, b, hk, &s, kb)) {
+                const block_t blk = block_at(job, &w, split, b, hk);
+                attend_tile(job, b, hk, &s, n, kb, &blk, &w);
+            }
+    if (job->splits == 1)
+        for (int64_t hk = h0; hk < h1; hk++) {
+            const block_t blk = block_at(job, &w, split, b, hk);
+            finish_block(job, b, hk, &s, blk.o, blk.m, blk.l);
+        }
 }
 
-/* The splits of one (batch, kv head) merged, then stored. */
+/* The splits of one (batch, kv head) merged, then stored (the merged rows go where the thread's
+ * first block would be). */
 static void merge_item(void *arg, int64_t pair, int thread) {
     const decode_job_t *job = arg;
     const mfa_problem_t *pr = job->pr;
     const int64_t b = pair / pr->p.heads_kv, hk = pair % pr->p.heads_kv, pairs = pr->p.batch * pr->p.heads_kv;
     const mfa_seq_t s = mfa_problem_seq(pr, b);
-    scratch_t w = carve(job, thread);
-    /* partial of split sp is item sp * pairs + pair */
+    const scratch_t w = carve(job, thread);
+    float *o = w.blocks + job->rows * pr->p.head_dim_qk, *m = o + job->rows * pr->p.head_dim_v, *l = m + job->rows;
+    /* the partial of split sp is (sp * batch + b) * heads_kv + hk = sp * pairs + pair */
     mfa_cpu_merge_splits(job->partial + (size_t)pair * partial_floats(pr), job->splits,
-                         (size_t)pairs * partial_floats(pr), s.sq * pr->group, pr->p.head_dim_v, w.o, w.m, w.l);
-    finish_block(job, b, hk, &s, w.o, w.m, w.l);
+                         (size_t)pairs * partial_floats(pr), s.sq * pr->group, pr->p.head_dim_v, o, m, l);
+    finish_block(job, b, hk, &s, o, m, l);
 }
 
 mfa_error_t mfa_cpu_decode_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
-    decode_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .splits = 1};
+    decode_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .splits = 1, .rows = pr->max_seqlen_q * pr->group};
     const int64_t pairs = pr->p.batch * pr->p.heads_kv;
     if (pairs == 0) return MFA_SUCCESS;
-    /* Fewer (batch, kv head) pairs than twice the threads: split the keys, at least 4 tiles a split. */
-    const int64_t k_tiles = (pr->max_seqlen_kv + DECODE_BK - 1) / DECODE_BK;
-    if (pairs < 2 * (int64_t)ctx->num_threads) {
-        job.splits = (2 * ctx->num_threads + pairs - 1) / pairs;
+    /* K's memory order: a head's keys contiguous (heads further apart than tokens), or not */
+    job.heads = pr->p.k.stride[2] >= pr->p.k.stride[1] ? 1 : pr->p.heads_kv;
+    /* Fewer items than twice the threads: split the keys, at least 4 tiles a split. */
+    const int64_t k_tiles = (pr->max_seqlen_kv + DECODE_BK - 1) / DECODE_BK, per_split = pairs / job.heads;
+    if (per_split < 2 * (int64_t)ctx->num_threads) {
+        job.splits = (2 * ctx->num_threads + per_split - 1) / per_split;
         if (job.splits > k_tiles / 4) job.splits = k_tiles / 4 > 0 ? k_tiles / 4 : 1;
     }
-    const int64_t items = pairs * job.splits;
-    const int threads = mfa_cpu_threads_for(ctx, items);
-    job.scratch_floats = scratch_floats(pr);
-    const size_t partial = job.splits > 1 ? (size_t)items * partial_floats(pr) : 0;
+    const int64_t items = per_split * job.splits;
+    const int threads = mfa_cpu_threads_for(ctx, items > pairs ? items : pairs);
+    job.scratch_floats = scratch_floats(&job);
+    const size_t partial = job.splits > 1 ? (size_t)(pairs * job.splits) * partial_floats(pr) : 0;
     const size_t bytes = sizeof(float) * (job.scratch_floats * (size_t)threads + partial);
     job.scratch = malloc(bytes);
     if (!job.scratch)

@@ -78,6 +78,8 @@ const mfa_check_case_t mfa_check_cases[] = {
      .in_dtype = F16, LSE},
     {"decode_transposed_k", SHAPE(1, 2, 513, 2, 1, 64, 64), .transpose = MFA_CHECK_TK, LSE},
     {"decode_one_pair_split_keys", SHAPE(1, 1, 2000, 1, 1, 64, 64), LSE},
+    {"decode_batch5_unsplit_gqa2", SHAPE(5, 2, 300, 4, 2, 64, 64), CAUSAL, BR, LSE},
+    {"decode_bhsd_gqa2_head_order", SHAPE(2, 3, 400, 4, 2, 64, 64), .layout = MFA_CHECK_BHSD, LSE},
     /* ---- gqa ---- */
     {"gqa2", SHAPE(2, 127, 127, 4, 2, 64, 64), LSE},
     {"gqa8", SHAPE(1, 63, 63, 8, 1, 64, 64), LSE},
