@@ -76,8 +76,10 @@ static void pack_item(void *arg, int64_t item, int thread) {
     const mfa_problem_t *pr = job->pr;
     const mfa_cpu_kv_t *kv = job->kv;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK;
-    const int64_t kb = item % kv->k_blocks, hk = item / kv->k_blocks % pr->p.heads_kv;
-    const int64_t b = item / kv->k_blocks / pr->p.heads_kv;
+    /* kv head fastest: consecutive items take the same keys of neighbouring heads, which a BSHD
+     * tensor keeps side by side (a head's rows alone are a page apart at 8+ heads) */
+    const int64_t hk = item % pr->p.heads_kv, kb = item / pr->p.heads_kv % kv->k_blocks;
+    const int64_t b = item / pr->p.heads_kv / kv->k_blocks;
     const mfa_seq_t s = mfa_problem_seq(pr, b);
     const int64_t j0 = kb * BK;
     if (j0 >= s.sk) return;
