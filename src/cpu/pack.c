@@ -41,7 +41,10 @@ static void pack_rows(const pack_job_t *job, const mfa_tensor_t *t, const mfa_se
     if (nk < BK) memset(dst, 0, sizeof(float) * (size_t)(BK * dim));
     for (int64_t c = 0; c < nk; c++) {
         int64_t ld;
-        const float *src = mfa_cpu_rows(job->k, t, s->tb, hk, s->k0 + j0 + c, 1, dim, row, &ld);
+        /* fp32 rows with unit dim stride are read in place: one copy, not two */
+        const float *src = t->dtype == MFA_DTYPE_F32 && t->stride[3] == 1
+                               ? (const float *)t->data + mfa_offset(t, s->tb, s->k0 + j0 + c, hk, 0)
+                               : mfa_cpu_rows(job->k, t, s->tb, hk, s->k0 + j0 + c, 1, dim, row, &ld);
         for (int64_t first = 0; first < dim; first += nr > 0 ? nr : dim) { /* one run per panel */
             const int64_t w = nr > 0 && dim - first > nr ? nr : dim - first;
             memcpy(dst + mfa_cpu_panel_offset(nr, BK, dim, c, first), src + first, sizeof(float) * (size_t)w);
