@@ -32,6 +32,7 @@ typedef struct mfa_cuda_args {
     float *delta;    /* backward workspace: rowsum(dO * O), indexed like the LSE */
     float *dq_accum; /* backward workspace: fp32 dQ, [tokens_q][heads_q][dq_pitch] */
     int64_t dq_pitch;
+    char *fwd_ws; /* forward workspace: the fp32 Hopper forward's split operands (fwd32_sm90.cuh) */
 
     int64_t batch, heads_q, heads_kv, group; /* group = heads_q / heads_kv (GQA) */
     int64_t seqlen_q, seqlen_kv;             /* packed totals when varlen */

@@ -250,20 +250,22 @@ static void fill_args(const mfa_problem_t *pr, mfa_cuda_args_t *a) {
 
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-/* Workspace layout: [cu_q | cu_k] (varlen), then the backward's delta and fp32 dQ. */
+/* Workspace layout: [cu_q | cu_k] (varlen), then the backward's delta and fp32 dQ, or the
+ * forward's own (the fp32 Hopper forward's split operands). */
 static mfa_error_t setup(mfa_context *ctx, const mfa_problem_t *pr, mfa_cuda_args_t *a, bool bwd) {
     cuda_state *st = ctx->backend_state;
     fill_args(pr, a);
     a->sm_count = st->sm_count;
     const size_t cu_bytes = pr->varlen ? align256(2 * sizeof(int32_t) * (size_t)(pr->p.batch + 1)) : 0;
-    size_t delta_bytes = 0, dq_bytes = 0;
+    size_t delta_bytes = 0, dq_bytes = 0, fwd_bytes = 0;
+    if (!bwd) fwd_bytes = align256(mfa_cuda_fast_fwd_workspace(a, st->sm_major));
     if (bwd) {
         delta_bytes = align256(sizeof(float) * (size_t)(pr->p.batch * pr->p.heads_q * pr->p.seqlen_q));
         a->dq_pitch = mfa_cuda_fast_dq_pitch(a);
         const int64_t tokens = pr->varlen ? pr->p.seqlen_q : pr->p.batch * pr->p.seqlen_q;
         dq_bytes = sizeof(float) * (size_t)(tokens * pr->p.heads_q * a->dq_pitch);
     }
-    mfa_error_t err = workspace(ctx, cu_bytes + delta_bytes + dq_bytes + 256);
+    mfa_error_t err = workspace(ctx, cu_bytes + delta_bytes + dq_bytes + fwd_bytes + 256);
     if (err) return err;
     char *ws = st->ws;
     if (pr->varlen) {
@@ -278,6 +280,7 @@ static mfa_error_t setup(mfa_context *ctx, const mfa_problem_t *pr, mfa_cuda_arg
                                  stream_of(ctx)));
         a->cu_q = cu, a->cu_k = cu + n;
     }
+    if (fwd_bytes) a->fwd_ws = ws + cu_bytes;
     if (bwd) {
         a->delta = (float *)(ws + cu_bytes);
         a->dq_accum = (float *)(ws + cu_bytes + delta_bytes);

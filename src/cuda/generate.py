@@ -22,6 +22,8 @@ FAMILIES = {
     "bwd": ("bwd.cuh", "MFA_BWD_INSTANTIATE", [64, 128, 192, 256], DTYPES),
     # fp32 inputs: one kernel per head dim (3xTF32 and plain TF32 are one kernel's two branches)
     "fwd32": ("fwd32.cuh", "MFA_FWD32_INSTANTIATE", [64, 128, 192, 256], {"f32": None}),
+    # fp32 inputs on Hopper (fp16 split on wgmma): Q and two stages of K/V hi/lo fit to d128
+    "fwd32_90": ("fwd32_sm90.cuh", "MFA_FWD32_90_INSTANTIATE", [64, 128], {"f32": None}),
 }
 
 def main():

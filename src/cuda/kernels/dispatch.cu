@@ -1,7 +1,8 @@
 /* dispatch.cu — which tensor-core kernel (if any) runs a problem.
  *
  * fp32 q, k, v (unit-stride head dims, multiples of 4, 16-byte rows, no block-sparse map) take the
- * TF32 forward (fwd32.cuh: 3xTF32, or plain TF32 with allow_tf32), with any output dtype.
+ * TF32 forward (fwd32.cuh: 3xTF32, or plain TF32 with allow_tf32), with any output dtype; on
+ * Hopper at head dims up to 128, the fp16-split wgmma forward (fwd32_sm90.cuh) instead.
  * The 16-bit families need: q, k, v (and dout) of one 16-bit type, unit stride along the head dim,
  * 16-byte aligned rows (pointers and strides multiples of 8 elements), head dims multiples of 8,
  * sequence positions in int32, and 16-bit outputs (an fp32 output asks for fp32 accuracy: P is
@@ -17,6 +18,7 @@
 #include "bwd_sm90.cuh"
 #include "fwd.cuh"
 #include "fwd32.cuh"
+#include "fwd32_sm90.cuh"
 #include "fwd_sm90.cuh"
 #include "launch.h"
 #include "mfa_cuda_instances.h"
@@ -31,6 +33,10 @@ MFA_CUDA_BWD90_INSTANCES(MFA_DECLARE_BWD90)
 MFA_CUDA_BWD_INSTANCES(MFA_DECLARE_BWD)
 #define MFA_DECLARE_FWD32(D) extern template cudaError_t mfa_fwd32::launch<D>(const Args &, cudaStream_t);
 MFA_CUDA_FWD32_INSTANCES(MFA_DECLARE_FWD32)
+#define MFA_DECLARE_FWD32_90(D)                                                         \
+    extern template cudaError_t mfa_fwd32_90::launch<D>(const Args &, cudaStream_t); \
+    extern template size_t mfa_fwd32_90::workspace_bytes<D>(const Args &);
+MFA_CUDA_FWD32_90_INSTANCES(MFA_DECLARE_FWD32_90)
 
 /* The largest compiled backward head dim (the delta pass runs only when one fits). */
 constexpr int max_bwd_dim() {
@@ -106,7 +112,31 @@ template <typename T> cudaError_t fwd_for(int64_t need, const Args &a, cudaStrea
     return cudaSuccess;
 }
 
-cudaError_t fwd32_for(int64_t need, const Args &a, cudaStream_t st, bool *taken) {
+/* The fp32 Hopper forward (fwd32_sm90.cuh): its head dim for this problem, 0 where it does not
+ * run. It wants a workspace of about the size of q, k and v (their fp16 hi/lo halves); above
+ * MAX_SPLIT_WS bytes the problem stays on fwd32.cuh, which needs none. It also takes allow_tf32
+ * problems: it is faster than one TF32 product on the H100 (171.9 vs 119.6 TFLOP/s at (4, 16,
+ * 4096, 128)), and allow_tf32 permits an inexact result, it does not ask for one. */
+constexpr size_t MAX_SPLIT_WS = (size_t)1 << 30;
+int fwd32_90_dim(const Args &a, int sm_major) {
+    if (a.q.dtype != MFA_DTYPE_F32 || !fwd32_ok(a) || !wgmma_wanted(sm_major)) return 0;
+    const int64_t need = a.head_dim_qk > a.head_dim_v ? a.head_dim_qk : a.head_dim_v;
+#define MFA_PICK_FWD32_90(D) \
+    if (need <= D) return mfa_fwd32_90::workspace_bytes<D>(a) <= MAX_SPLIT_WS ? D : 0;
+    MFA_CUDA_FWD32_90_INSTANCES(MFA_PICK_FWD32_90)
+#undef MFA_PICK_FWD32_90
+    return 0;
+}
+
+cudaError_t fwd32_for(int64_t need, const Args &a, cudaStream_t st, int sm_major, bool *taken) {
+    const int d90 = a.fwd_ws ? fwd32_90_dim(a, sm_major) : 0;
+#define MFA_TRY_FWD32_90(D)                                                   \
+    if (d90 == D) {                                                           \
+        *taken = true;                                                        \
+        return mfa_fwd32_90::launch<D>(a, st);                                \
+    }
+    MFA_CUDA_FWD32_90_INSTANCES(MFA_TRY_FWD32_90)
+#undef MFA_TRY_FWD32_90
 #define MFA_TRY_FWD32(D)                                                      \
     if (need <= D) {                                                          \
         *taken = true;                                                        \
@@ -114,7 +144,7 @@ cudaError_t fwd32_for(int64_t need, const Args &a, cudaStream_t st, bool *taken)
     }
     MFA_CUDA_FWD32_INSTANCES(MFA_TRY_FWD32)
 #undef MFA_TRY_FWD32
-    (void)need, (void)a, (void)st, (void)taken;
+    (void)need, (void)a, (void)st, (void)sm_major, (void)taken, (void)d90;
     return cudaSuccess;
 }
 
@@ -148,7 +178,7 @@ template <typename T> cudaError_t bwd_for(int64_t need, const Args &a, cudaStrea
 extern "C" cudaError_t mfa_cuda_fast_fwd(const Args *a, cudaStream_t st, int sm_major, bool *taken) {
     *taken = false;
     const int64_t need = a->head_dim_qk > a->head_dim_v ? a->head_dim_qk : a->head_dim_v;
-    if (a->q.dtype == MFA_DTYPE_F32) return fwd32_ok(*a) ? fwd32_for(need, *a, st, taken) : cudaSuccess;
+    if (a->q.dtype == MFA_DTYPE_F32) return fwd32_ok(*a) ? fwd32_for(need, *a, st, sm_major, taken) : cudaSuccess;
     const int32_t dt = fast_dtype(*a, false);
     if (dt < 0 || a->block_mask) return cudaSuccess;
     return dt == MFA_DTYPE_BF16 ? fwd_for<__nv_bfloat16>(need, *a, st, sm_major, taken)
@@ -166,6 +196,15 @@ extern "C" cudaError_t mfa_cuda_fast_bwd(const Args *a, cudaStream_t st, int sm_
     /* deterministic: the fast kernel skipped dQ's atomics; the generic dQ pass (no atomics) runs */
     if (e == cudaSuccess && *taken && a->deterministic) e = mfa_cuda_generic_bwd(a, st, true, false);
     return e;
+}
+
+extern "C" size_t mfa_cuda_fast_fwd_workspace(const Args *a, int sm_major) {
+    const int d = fwd32_90_dim(*a, sm_major);
+#define MFA_BYTES_FWD32_90(D) \
+    if (d == D) return mfa_fwd32_90::workspace_bytes<D>(*a);
+    MFA_CUDA_FWD32_90_INSTANCES(MFA_BYTES_FWD32_90)
+#undef MFA_BYTES_FWD32_90
+    return 0;
 }
 
 extern "C" int64_t mfa_cuda_fast_dq_pitch(const Args *a) { return a->head_dim_qk; }

@@ -28,6 +28,9 @@ cudaError_t mfa_cuda_bwd_delta(const mfa_cuda_args_t *a, cudaStream_t stream, bo
  * no instantiated kernel fits the problem; the caller then runs the generic path. */
 cudaError_t mfa_cuda_fast_fwd(const mfa_cuda_args_t *a, cudaStream_t stream, int sm_major, bool *taken);
 cudaError_t mfa_cuda_fast_bwd(const mfa_cuda_args_t *a, cudaStream_t stream, int sm_major, bool *taken);
+/* Workspace bytes the fast forward wants in a->fwd_ws (0: none); without it, it runs a path that
+ * needs none. */
+size_t mfa_cuda_fast_fwd_workspace(const mfa_cuda_args_t *a, int sm_major);
 /* The fast backward's fp32 dQ workspace pitch (floats per (token, head) row) for head_dim_qk. */
 int64_t mfa_cuda_fast_dq_pitch(const mfa_cuda_args_t *a);
 

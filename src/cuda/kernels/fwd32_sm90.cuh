@@ -1,0 +1,408 @@
+/* fwd32_sm90.cuh — the fp32 forward on Hopper: fp32-accurate products on fp16 wgmma, by splitting
+ * every operand in two fp16 halves after a power-of-two scaling.
+ *
+ * Why fp16 and not TF32: both keep 11 significant bits, so x = hi + lo with hi = fp16(x), lo =
+ * fp16(x - hi) holds x to about 2^-22, like the 3xTF32 split of fwd32.cuh; and a product
+ *     a b ~ a_hi b_hi + a_hi b_lo + a_lo b_hi        (a_lo b_lo ~ 2^-22 |a b| dropped)
+ * is three fp16 MMAs. But fp16 wgmma runs at twice TF32's rate, takes its B operand transposed
+ * from shared memory (TF32 wgmma does not: V would have to be transposed), its A operand from
+ * registers (P), and its tiles are half the bytes. What fp16 lacks is range (2^-24..65504), which
+ * a power-of-two scale per row (Q) or per 64-key tile (K, V) supplies: the largest |x| of the
+ * row or tile goes to [2^14, 2^15), so every element within 2^-24 of it keeps all its bits, and
+ * anything smaller is below the fp32 rounding of the sums it enters. The scales are undone in
+ * fp32: S by q_inv(row) * k_inv(tile) before the softmax, each tile's P V by v_inv(tile).
+ * P = 2^(s - m) in [0, 1] is split as 2^14 P (the 2^-14 goes into v_inv and the row sum).
+ *
+ * Two kernels per call:
+ *  1. split_kernel: q, k, v (fp32, any strides with 16-byte rows) -> hi/lo fp16 arrays and the
+ *     inverse scales, in the forward's workspace (backend.c sizes it with workspace_bytes()):
+ *     [head][token][D] halves, tokens packed over the batch (varlen or not), rows of D (zeros
+ *     past the head dim). About a read and a write of q, k, v: ~8 % of the main kernel at d128.
+ *  2. fwd32_90_kernel: fwd_sm90.cuh's loop (two warpgroups of 64 query rows, K/V tiles in two
+ *     stages by cp.async in the 128-byte swizzle layout) with three products per GEMM.
+ *
+ * The tensor cores add with truncation, so each chain starts from zero where it is small: S takes
+ * the two cross products first and Q_hi K_hi last (D/16 big steps, as fwd32.cuh's big
+ * accumulator), and each key tile's P V goes into fresh accumulators that join O in fp32 (a
+ * running O would take every tile's truncations: ~1e-5 at 4k keys).
+ * Compiled for sm_90a only (MFA_HAS_WGMMA); the dispatcher calls it on compute capability 9.0. */
+#ifndef MFA_CUDA_FWD32_SM90_CUH
+#define MFA_CUDA_FWD32_SM90_CUH
+
+#include <cuda_runtime.h>
+
+#include "../ptx.cuh"
+#include "../wgmma.cuh"
+#include "common.cuh"
+#include "softmax.cuh"
+#include "tile.cuh"
+
+namespace mfa_fwd32_90 {
+
+constexpr int BR = 128, BC = 64, THREADS = 256; /* two warpgroups of 64 rows; 64-key tiles */
+constexpr int P_SHIFT = 14;                     /* P enters the product as 2^14 P */
+
+/* Where the split operands live in the workspace (all offsets 256-byte aligned). */
+struct Layout {
+    int64_t tq, tk;   /* packed tokens: batch * seqlen, or the varlen totals */
+    int64_t n_kt;     /* key-tile scale slots per kv head (see tile_slot) */
+    size_t qh, ql, kh, kl, vh, vl, q_inv, k_inv, v_inv, bytes;
+};
+__host__ __device__ inline size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+__host__ __device__ inline Layout layout(const Args &a, int d) {
+    Layout l;
+    l.tq = a.varlen ? a.seqlen_q : a.batch * a.seqlen_q;
+    l.tk = a.varlen ? a.seqlen_kv : a.batch * a.seqlen_kv;
+    l.n_kt = l.tk / BC + a.batch + 2;
+    const size_t q16 = align256((size_t)(a.heads_q * l.tq * d) * 2), k16 = align256((size_t)(a.heads_kv * l.tk * d) * 2);
+    l.qh = 0, l.ql = q16, l.kh = 2 * q16, l.kl = l.kh + k16, l.vh = l.kl + k16, l.vl = l.vh + k16;
+    l.q_inv = l.vl + k16;
+    l.k_inv = l.q_inv + align256((size_t)(a.heads_q * l.tq) * 4);
+    l.v_inv = l.k_inv + align256((size_t)(a.heads_kv * l.n_kt) * 4);
+    l.bytes = l.v_inv + align256((size_t)(a.heads_kv * l.n_kt) * 4);
+    return l;
+}
+
+/* First packed token of sequence b (queries or keys). */
+__device__ __forceinline__ int64_t first_token(const Args &a, int64_t b, bool keys) {
+    if (a.varlen) return keys ? a.cu_k[b] : a.cu_q[b];
+    return b * (keys ? a.seqlen_kv : a.seqlen_q);
+}
+/* The scale slot of key tile j of sequence b: distinct for every (b, j), since sequence b - 1's
+ * tiles end at most at floor(k0 / BC) + b - 1 + 1. */
+__device__ __forceinline__ int64_t tile_slot(int64_t k0, int64_t b, int64_t j) { return k0 / BC + b + j; }
+
+/* 2^e as a float (e in [-126, 127]). */
+__device__ __forceinline__ float pow2(int e) { return __uint_as_float((uint32_t)(e + 127) << 23); }
+/* The exponent that takes max |x| = m to [2^14, 2^15): 14 - floor(log2 m), within fp32's normal
+ * range; 0 for m = 0 or not finite (NaN and inf then reach the output as they would in fp32). */
+__device__ __forceinline__ int scale_exp(float m) {
+    const uint32_t bits = __float_as_uint(m);
+    const int e = (int)(bits >> 23) - 127;
+    if (m == 0.0f || e == 128) return 0;
+    const int s = 14 - (e < -126 ? -126 : e);
+    return s > 126 ? 126 : s;
+}
+
+/* (x0, x1), already scaled, as fp16 pairs: hi = fp16(x), lo = fp16(x - hi) (x0 in the low half). */
+__device__ __forceinline__ void split2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+    const __half2 hv = __floats2half2_rn(x0, x1);
+    const float2 back = __half22float2(hv);
+    const __half2 lv = __floats2half2_rn(x0 - back.x, x1 - back.y);
+    hi = *reinterpret_cast<const uint32_t *>(&hv);
+    lo = *reinterpret_cast<const uint32_t *>(&lv);
+}
+/* 8 floats times sc as 8 fp16 hi and 8 fp16 lo (one 16-byte chunk each). */
+__device__ __forceinline__ void split8(const float (&x)[8], float sc, uint4 &hi, uint4 &lo) {
+    split2(x[0] * sc, x[1] * sc, hi.x, lo.x);
+    split2(x[2] * sc, x[3] * sc, hi.y, lo.y);
+    split2(x[4] * sc, x[5] * sc, hi.z, lo.z);
+    split2(x[6] * sc, x[7] * sc, hi.w, lo.w);
+}
+
+/* Which tensor a split block works on. Q: one scale per row; K, V: one per BC-row tile. */
+enum Which { SPLIT_Q = 0, SPLIT_K = 1, SPLIT_V = 2 };
+
+/* One block: rows [BC t, BC t + BC) of one (sequence, head) of q, k or v (blockIdx.y), each
+ * thread 8 consecutive floats of a row (CH = D / 8 threads a row) in BC / (THREADS / CH) rounds. */
+template <int D> __global__ void __launch_bounds__(THREADS) split_kernel(const __grid_constant__ Args a) {
+    char *ws = a.fwd_ws;
+    constexpr int CH = D / 8, RSTEP = THREADS / CH, ROUNDS = BC / RSTEP;
+    static_assert(32 % CH == 0 && BC % RSTEP == 0, "a row's threads within a warp");
+    const Which which = (Which)blockIdx.y;
+    const Layout L = layout(a, D);
+    const bool keys = which != SPLIT_Q;
+    const int64_t heads = keys ? a.heads_kv : a.heads_q, max_s = keys ? a.max_sk : a.max_sq;
+    const int64_t n_tiles = (max_s + BC - 1) / BC;
+    const int64_t pair = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles, b = pair / heads, h = pair % heads;
+    if (b >= a.batch) return; /* the grid is sized for the larger of q and k / v */
+    const Seq s = mfa_seq(a, b);
+    const int64_t len = keys ? s.sk : s.sq, i0 = tile * BC;
+    if (i0 >= len) return;
+    const mfa_cuda_tensor_t &src = which == SPLIT_Q ? a.q : which == SPLIT_K ? a.k : a.v;
+    const int dvalid = (int)(which == SPLIT_V ? a.head_dim_v : a.head_dim_qk);
+    const int64_t tok0 = first_token(a, b, keys) + i0, tokens = keys ? L.tk : L.tq;
+    const int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
+
+    float x[ROUNDS][8];
+    float mx = 0.0f;
+#pragma unroll
+    for (int k = 0; k < ROUNDS; k++) {
+        const int64_t i = i0 + r0 + k * RSTEP;
+        const float *row = (const float *)src.data + s.tb * src.stride[0] + ((keys ? s.k0 : s.q0) + i) * src.stride[1] +
+                           h * src.stride[2];
+        float4 u = make_float4(0.f, 0.f, 0.f, 0.f), w = u;
+        if (i < len && c * 8 < dvalid) u = *(const float4 *)(row + c * 8);
+        if (i < len && c * 8 + 4 < dvalid) w = *(const float4 *)(row + c * 8 + 4);
+        x[k][0] = u.x, x[k][1] = u.y, x[k][2] = u.z, x[k][3] = u.w;
+        x[k][4] = w.x, x[k][5] = w.y, x[k][6] = w.z, x[k][7] = w.w;
+#pragma unroll
+        for (int e = 0; e < 8; e++) mx = fmaxf(mx, fabsf(x[k][e]));
+    }
+
+    uint16_t *hi = (uint16_t *)(ws + (which == SPLIT_Q ? L.qh : which == SPLIT_K ? L.kh : L.vh));
+    uint16_t *lo = (uint16_t *)(ws + (which == SPLIT_Q ? L.ql : which == SPLIT_K ? L.kl : L.vl));
+    if (which == SPLIT_Q) {
+        /* one scale per row: the row's CH threads are adjacent lanes */
+        float *q_inv = (float *)(ws + L.q_inv);
+#pragma unroll
+        for (int k = 0; k < ROUNDS; k++) {
+            float m = 0.0f;
+#pragma unroll
+            for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(x[k][e]));
+#pragma unroll
+            for (int o = 1; o < CH; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+            const int se = scale_exp(m);
+            const float sc = pow2(se);
+            const int64_t i = i0 + r0 + k * RSTEP;
+            if (i >= len) continue;
+            uint4 vh, vl;
+            split8(x[k], sc, vh, vl);
+            const int64_t at = ((int64_t)h * tokens + tok0 + r0 + k * RSTEP) * D + c * 8;
+            *(uint4 *)(hi + at) = vh;
+            *(uint4 *)(lo + at) = vl;
+            if (c == 0) q_inv[h * tokens + tok0 + r0 + k * RSTEP] = pow2(-se);
+        }
+        return;
+    }
+    /* K, V: one scale for the tile */
+    __shared__ float warp_max[THREADS / 32];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = mx;
+    __syncthreads();
+#pragma unroll
+    for (int w = 0; w < THREADS / 32; w++) mx = fmaxf(mx, warp_max[w]);
+    const int se = scale_exp(mx);
+    const float sc = pow2(se);
+#pragma unroll
+    for (int k = 0; k < ROUNDS; k++) {
+        if (i0 + r0 + k * RSTEP >= len) continue;
+        uint4 vh, vl;
+        split8(x[k], sc, vh, vl);
+        const int64_t at = ((int64_t)h * tokens + tok0 + r0 + k * RSTEP) * D + c * 8;
+        *(uint4 *)(hi + at) = vh;
+        *(uint4 *)(lo + at) = vl;
+    }
+    if (threadIdx.x == 0) {
+        float *inv = (float *)(ws + (which == SPLIT_K ? L.k_inv : L.v_inv));
+        inv[h * L.n_kt + tile_slot(first_token(a, b, true), b, tile)] = pow2(-se);
+    }
+}
+
+/* Shared memory: Q hi, Q lo, then two stages of [K hi | K lo | V hi | V lo]; 1 KiB to align. */
+template <int D> struct Fwd32_90 {
+    static constexpr int NT = BC / 8, DT = D / 8, KQ = D / 16, KV = BC / 16;
+    static constexpr uint32_t Q_BYTES = BR * D * 2, T_BYTES = BC * D * 2;
+    static constexpr size_t SMEM = 2 * Q_BYTES + 8 * T_BYTES + 1024;
+    static_assert(D % 64 == 0, "64-column panels");
+};
+
+template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(const __grid_constant__ Args a) {
+#if MFA_HAS_WGMMA
+    char *ws = a.fwd_ws;
+    using K = Fwd32_90<D>;
+    constexpr int NT = K::NT, DT = K::DT, KQ = K::KQ, KV = K::KV;
+    constexpr uint32_t TB = K::T_BYTES;
+    extern __shared__ __align__(1024) char smem[];
+    const uint32_t sQh = (smem_u32(smem) + 1023) & ~1023u, sQl = sQh + K::Q_BYTES, sKV = sQl + K::Q_BYTES;
+
+    const FwdBlock blk = mfa_fwd_block(a, BR, 1);
+    const int64_t b = blk.b, h = blk.h, hk = h / a.group, i0 = blk.i0;
+    const Seq s = mfa_seq(a, b);
+    if (i0 >= s.sq) return;
+    const int n_rows = (int)min((int64_t)BR, s.sq - i0);
+    const FwdKeys keys(a, s, i0, n_rows);
+    const Layout L = layout(a, D);
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3, wg = warp >> 2;
+    const int row0 = warp * 16;
+    const int64_t q_tok = first_token(a, b, false) + i0, k_tok = first_token(a, b, true);
+    const __half *any = (const __half *)ws;
+    const int64_t k_at = (hk * L.tk + k_tok) * D; /* this sequence's first key row, kv head hk */
+    const __half *kh = (const __half *)(ws + L.kh) + k_at, *kl = (const __half *)(ws + L.kl) + k_at;
+    const __half *vh = (const __half *)(ws + L.vh) + k_at, *vl = (const __half *)(ws + L.vl) + k_at;
+    const float *k_inv = (const float *)(ws + L.k_inv) + hk * L.n_kt, *v_inv = (const float *)(ws + L.v_inv) + hk * L.n_kt;
+    auto load_kv = [&](int64_t jt, uint32_t stage) {
+        const int64_t j0 = jt * BC;
+        const int nk = (int)min((int64_t)BC, s.sk - j0);
+        load_tile<__half, D, BC, THREADS, true>(stage, kh + j0 * D, D, nk, D, any);
+        load_tile<__half, D, BC, THREADS, true>(stage + TB, kl + j0 * D, D, nk, D, any);
+        load_tile<__half, D, BC, THREADS, true>(stage + 2 * TB, vh + j0 * D, D, nk, D, any);
+        load_tile<__half, D, BC, THREADS, true>(stage + 3 * TB, vl + j0 * D, D, nk, D, any);
+    };
+
+    const int64_t j_end = (keys.hi + BC - 1) / BC;
+    int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
+    const int64_t q_at = (h * L.tq + q_tok) * D;
+    load_tile<__half, D, BR, THREADS, true>(sQh, (const __half *)(ws + L.qh) + q_at, D, n_rows, D, any);
+    load_tile<__half, D, BR, THREADS, true>(sQl, (const __half *)(ws + L.ql) + q_at, D, n_rows, D, any);
+    if (j < j_end) load_kv(j, sKV);
+    cp_async_commit();
+
+    float q_inv[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int r = row0 + g + hf * 8;
+        q_inv[hf] = r < n_rows ? ((const float *)(ws + L.q_inv))[h * L.tq + q_tok + r] : 0.0f;
+    }
+    const int64_t slot0 = tile_slot(k_tok, b, 0);
+    float kv_inv[2] = {0.0f, 0.0f};
+    if (j < j_end) kv_inv[0] = k_inv[slot0 + j], kv_inv[1] = v_inv[slot0 + j];
+
+    float acc_o[DT][4];
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc_o[dt][e] = 0.0f;
+    float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.0f, 0.0f};
+    const bool xform = a.softcap > 0.0f || a.mask.data != nullptr;
+    const float sl2 = xform ? 1.0f : a.scale_log2;
+    const float p_unshift = 1.0f / (float)(1 << P_SHIFT);
+
+    uint32_t st = 0;
+    while (j < j_end) {
+        const int64_t j0 = j * BC;
+        const float ki = kv_inv[0], vi = kv_inv[1] * p_unshift;
+        cp_async_wait<0>();
+        fence_proxy_async();
+        __syncthreads(); /* tile j landed; every warpgroup is done with tile j - 1 (the other stage) */
+        if (j + 1 < j_end) {
+            load_kv(j + 1, sKV + (st ^ 1) * 4 * TB);
+            kv_inv[0] = k_inv[slot0 + j + 1], kv_inv[1] = v_inv[slot0 + j + 1];
+        }
+        cp_async_commit();
+        const uint32_t sKh = sKV + st * 4 * TB, sKl = sKh + TB, sVh = sKh + 2 * TB, sVl = sKh + 3 * TB;
+
+        /* S = Q_hi K_lo^T + Q_lo K_hi^T + Q_hi K_hi^T, small terms first (see the top) */
+        float acc_s[NT][4];
+        wgmma_fence();
+#pragma unroll
+        for (int part = 0; part < 3; part++) {
+            const uint32_t qa = part == 1 ? sQl : sQh, kb = part == 0 ? sKl : sKh;
+#pragma unroll
+            for (int ks = 0; ks < KQ; ks++) {
+                const uint32_t col = (ks & 3) * 32;
+                const uint64_t da = wgmma_desc(qa + (ks >> 2) * BR * 128 + wg * 64 * 128 + col, 16, 1024);
+                const uint64_t db = wgmma_desc(kb + (ks >> 2) * BC * 128 + col, 16, 1024);
+                Wgmma<__half, BC>::ss(acc_s, da, db, part > 0 || ks > 0);
+            }
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_regs(acc_s);
+
+        /* undo the scales: rows by q_inv, the tile by k_inv */
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const float f = q_inv[hf] * ki;
+#pragma unroll
+            for (int n = 0; n < NT; n++) acc_s[n][hf * 2] *= f, acc_s[n][hf * 2 + 1] *= f;
+        }
+        const bool need_mask = keys.needs_mask(s, j0, BC);
+        if (xform || need_mask) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
+
+        /* online softmax; P as 2^14 P split into fp16 hi / lo A fragments */
+        uint32_t ph[KV][4], pl[KV][4];
+        float corr[2];
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            float mx = row_m[hf];
+#pragma unroll
+            for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(acc_s[n][hf * 2], acc_s[n][hf * 2 + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_use = mx == -INFINITY ? 0.0f : mx;
+            corr[hf] = ex2((row_m[hf] - m_use) * sl2);
+            const float base = m_use * sl2 - (float)P_SHIFT;
+            row_m[hf] = mx;
+            float sum = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < KV; kk++) {
+                float p[4];
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    p[e] = ex2(fmaf(acc_s[2 * kk + e / 2][hf * 2 + e % 2], sl2, -base));
+                    sum += p[e];
+                }
+                split2(p[0], p[1], ph[kk][hf], pl[kk][hf]);         /* n-tile 2kk */
+                split2(p[2], p[3], ph[kk][2 + hf], pl[kk][2 + hf]); /* n-tile 2kk + 1 */
+            }
+            row_l[hf] = row_l[hf] * corr[hf] + sum * p_unshift;
+        }
+
+        /* this tile's P V, fresh: P_hi V_lo + P_lo V_hi + P_hi V_hi */
+        float acc_t[DT][4];
+        wgmma_fence();
+#pragma unroll
+        for (int part = 0; part < 3; part++) {
+            const uint32_t vb = part == 0 ? sVl : sVh;
+#pragma unroll
+            for (int kk = 0; kk < KV; kk++)
+                Wgmma<__half, D>::rs(acc_t, part == 1 ? pl[kk] : ph[kk], wgmma_desc(vb + kk * 16 * 128, BC * 128, 1024),
+                                     part > 0 || kk > 0);
+        }
+        wgmma_commit();
+        wgmma_wait<0>();
+        wgmma_fence_regs(acc_t);
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc_o[dt][e] = fmaf(acc_o[dt][e], corr[e >> 1], acc_t[dt][e] * vi);
+        st ^= 1;
+        j++;
+    }
+    cp_async_wait<0>();
+
+    /* Epilogue: O / l in the output's dtype (float pairs where o is fp32 with unit stride), LSE. */
+    const bool vec_o = a.o.dtype == MFA_DTYPE_F32 && a.o.stride[3] == 1 && (uintptr_t)a.o.data % 8 == 0 &&
+                       ((a.o.stride[1] | a.o.stride[2] | (a.varlen ? 0 : a.o.stride[0])) & 1) == 0;
+    const int dv = (int)a.head_dim_v;
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int r = row0 + g + hf * 8;
+        const float inv = fwd_finish_row(a, s, b, h, i0 + r, r < n_rows, row_m[hf], row_l[hf], sl2, t);
+        if (r >= n_rows) continue;
+        const int64_t at = mfa_at(a.o, s.tb, s.q0 + i0 + r, h, 0);
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++) {
+            const int d = dt * 8 + 2 * t; /* dv is a multiple of 4: d < dv covers d + 1 */
+            if (d >= dv) continue;
+            const float x0 = acc_o[dt][hf * 2] * inv, x1 = acc_o[dt][hf * 2 + 1] * inv;
+            if (vec_o) {
+                *(float2 *)((float *)a.o.data + at + d) = make_float2(x0, x1);
+            } else {
+                mfa_st(a.o.data, a.o.dtype, at + d * a.o.stride[3], x0);
+                mfa_st(a.o.data, a.o.dtype, at + (d + 1) * a.o.stride[3], x1);
+            }
+        }
+    }
+#else
+    (void)a;
+#endif
+}
+
+/* Workspace bytes this path needs for head dim D. */
+template <int D> size_t workspace_bytes(const Args &a) { return layout(a, D).bytes; }
+
+/* Host side: the split, then the attention, on one stream; a.fwd_ws holds workspace_bytes(). */
+template <int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
+    using K = Fwd32_90<D>;
+    const int64_t tiles = a.batch * (a.heads_q * ((a.max_sq + BC - 1) / BC) > a.heads_kv * ((a.max_sk + BC - 1) / BC)
+                                         ? a.heads_q * ((a.max_sq + BC - 1) / BC)
+                                         : a.heads_kv * ((a.max_sk + BC - 1) / BC));
+    if (tiles == 0) return cudaSuccess;
+    split_kernel<D><<<dim3((unsigned)tiles, 3), THREADS, 0, stream>>>(a);
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    return mfa_launch((const void *)fwd32_90_kernel<D>, a.batch * a.heads_q * ((a.max_sq + BR - 1) / BR), THREADS,
+                      K::SMEM, a, stream);
+}
+
+} // namespace mfa_fwd32_90
+
+#define MFA_FWD32_90_INSTANTIATE(D)                                                    \
+    template cudaError_t mfa_fwd32_90::launch<D>(const Args &, cudaStream_t);         \
+    template size_t mfa_fwd32_90::workspace_bytes<D>(const Args &);
+
+#endif
