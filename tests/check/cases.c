@@ -156,6 +156,9 @@ const mfa_check_case_t mfa_check_cases[] = {
     {"varlen_bhsd", SHAPE(3, 63, 63, 2, 2, 64, 64), .varlen = 1, .layout = MFA_CHECK_BHSD},
     {"varlen_strided_sq63_skv127", SHAPE(4, 63, 127, 2, 2, 32, 32), .varlen = 1,
      .layout = MFA_CHECK_STRIDED},
+    /* several key tiles a sequence at unaligned packed offsets, head dims 4 past a multiple of 8
+     * (the fp32 Hopper forward's per-tile scales and half 16-byte chunks) */
+    {"varlen_gqa2_causal_dqk100_dv52", SHAPE(4, 300, 333, 4, 2, 100, 52), .varlen = 1, CAUSAL, LSE},
     /* ---- backward ---- */
     {"bwd_s1", SHAPE(2, 1, 1, 2, 2, 64, 64), BWD},
     {"bwd_s7_d16", SHAPE(2, 7, 7, 2, 2, 16, 16), BWD},
