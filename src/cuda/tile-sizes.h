@@ -55,6 +55,15 @@ template <> struct Fwd32Tile<128> { static constexpr int BR = 128, BC = 64, WARP
 template <> struct Fwd32Tile<192> { static constexpr int BR = 128, BC = 32, WARPS = 8, MINB = 1; };
 template <> struct Fwd32Tile<256> { static constexpr int BR = 128, BC = 32, WARPS = 8, MINB = 1; };
 
+/* Forward, fp32 inputs on Hopper (fwd32_sm90.cuh: fp16 hi/lo halves on wgmma), d64 and d128: two
+ * warpgroups of 64 query rows (BR = 128) and 64-key tiles. Registers, not shared memory, set BC:
+ * a thread holds S (BC / 2), O (D / 2), this tile's P V in fresh accumulators (D / 2) and P's
+ * hi/lo fragments (BC / 4): 254 registers at d128 (ptxas 13.0, no spills), so BC = 128 would not
+ * fit. Shared memory: Q hi/lo (2 x BR x D x 2 bytes) and two stages of K, V hi/lo (8 x BC x D x
+ * 2): 192 KiB at d128, 96 KiB at d64 (211 registers: one block an SM either way). Larger head
+ * dims stay on fwd32.cuh (Q hi/lo alone would take 128 KiB at d256). */
+struct Fwd32_90Tile { static constexpr int BR = 128, BC = 64; };
+
 /* Backward: one block owns BC keys of one kv head and walks the BR-row query tiles (of every q
  * head of its GQA group) that can see them. Three phases per query tile, each with its own warp
  * grid: (A) S^T = K Q^T and dP^T = V dO^T, WA_K warps along keys (BC / WA_K keys each) x the rest

@@ -112,14 +112,26 @@ template <typename T> cudaError_t fwd_for(int64_t need, const Args &a, cudaStrea
     return cudaSuccess;
 }
 
-/* The fp32 Hopper forward (fwd32_sm90.cuh): its head dim for this problem, 0 where it does not
- * run. It wants a workspace of about the size of q, k and v (their fp16 hi/lo halves); above
- * MAX_SPLIT_WS bytes the problem stays on fwd32.cuh, which needs none. It also takes allow_tf32
+/* q, k, v each fp32, fp16 or bf16 with rows of whole 16-byte chunks, head dims multiples of 4: what
+ * the fp32-accurate Hopper forward (fwd32_sm90.cuh) reads. */
+bool split_ok(const Args &a) {
+    for (const mfa_cuda_tensor_t *t : {&a.q, &a.k, &a.v})
+        if ((t->dtype != MFA_DTYPE_F32 && t->dtype != MFA_DTYPE_F16 && t->dtype != MFA_DTYPE_BF16) ||
+            !rows16_ok(*t, t->dtype, a.varlen))
+            return false;
+    return a.head_dim_qk % 4 == 0 && a.head_dim_v % 4 == 0 && !a.block_mask && positions_ok(a);
+}
+
+/* The fp32-accurate Hopper forward (fwd32_sm90.cuh): its head dim for this problem, 0 where it
+ * does not run. It takes fp32 inputs and the 16-bit mixes the 16-bit kernels leave (mixed types,
+ * fp32 outputs). It wants a workspace of about the size of k and v in fp32 (their fp16 hi/lo
+ * halves); above MAX_SPLIT_WS bytes the problem stays where it went before (fwd32.cuh for fp32,
+ * the generic kernels for the rest), which needs none. It also takes allow_tf32
  * problems: it is faster than one TF32 product on the H100 (171.9 vs 119.6 TFLOP/s at (4, 16,
  * 4096, 128)), and allow_tf32 permits an inexact result, it does not ask for one. */
 constexpr size_t MAX_SPLIT_WS = (size_t)1 << 30;
 int fwd32_90_dim(const Args &a, int sm_major) {
-    if (a.q.dtype != MFA_DTYPE_F32 || !fwd32_ok(a) || !wgmma_wanted(sm_major)) return 0;
+    if (!split_ok(a) || fast_dtype(a, false) >= 0 || !wgmma_wanted(sm_major)) return 0;
     const int64_t need = a.head_dim_qk > a.head_dim_v ? a.head_dim_qk : a.head_dim_v;
 #define MFA_PICK_FWD32_90(D) \
     if (need <= D) return mfa_fwd32_90::workspace_bytes<D>(a) <= MAX_SPLIT_WS ? D : 0;
@@ -128,15 +140,19 @@ int fwd32_90_dim(const Args &a, int sm_major) {
     return 0;
 }
 
-cudaError_t fwd32_for(int64_t need, const Args &a, cudaStream_t st, int sm_major, bool *taken) {
-    const int d90 = a.fwd_ws ? fwd32_90_dim(a, sm_major) : 0;
+cudaError_t fwd32_90_run(int d, const Args &a, cudaStream_t st, bool *taken) {
 #define MFA_TRY_FWD32_90(D)                                                   \
-    if (d90 == D) {                                                           \
+    if (d == D) {                                                             \
         *taken = true;                                                        \
         return mfa_fwd32_90::launch<D>(a, st);                                \
     }
     MFA_CUDA_FWD32_90_INSTANCES(MFA_TRY_FWD32_90)
 #undef MFA_TRY_FWD32_90
+    (void)d, (void)a, (void)st, (void)taken;
+    return cudaSuccess;
+}
+
+cudaError_t fwd32_for(int64_t need, const Args &a, cudaStream_t st, bool *taken) {
 #define MFA_TRY_FWD32(D)                                                      \
     if (need <= D) {                                                          \
         *taken = true;                                                        \
@@ -144,7 +160,7 @@ cudaError_t fwd32_for(int64_t need, const Args &a, cudaStream_t st, int sm_major
     }
     MFA_CUDA_FWD32_INSTANCES(MFA_TRY_FWD32)
 #undef MFA_TRY_FWD32
-    (void)need, (void)a, (void)st, (void)sm_major, (void)taken, (void)d90;
+    (void)need, (void)a, (void)st, (void)taken;
     return cudaSuccess;
 }
 
@@ -178,7 +194,11 @@ template <typename T> cudaError_t bwd_for(int64_t need, const Args &a, cudaStrea
 extern "C" cudaError_t mfa_cuda_fast_fwd(const Args *a, cudaStream_t st, int sm_major, bool *taken) {
     *taken = false;
     const int64_t need = a->head_dim_qk > a->head_dim_v ? a->head_dim_qk : a->head_dim_v;
-    if (a->q.dtype == MFA_DTYPE_F32) return fwd32_ok(*a) ? fwd32_for(need, *a, st, sm_major, taken) : cudaSuccess;
+    if (a->fwd_ws) {
+        const int d = fwd32_90_dim(*a, sm_major);
+        if (d) return fwd32_90_run(d, *a, st, taken);
+    }
+    if (a->q.dtype == MFA_DTYPE_F32) return fwd32_ok(*a) ? fwd32_for(need, *a, st, taken) : cudaSuccess;
     const int32_t dt = fast_dtype(*a, false);
     if (dt < 0 || a->block_mask) return cudaSuccess;
     return dt == MFA_DTYPE_BF16 ? fwd_for<__nv_bfloat16>(need, *a, st, sm_major, taken)

@@ -1,5 +1,7 @@
-/* fwd32_sm90.cuh — the fp32 forward on Hopper: fp32-accurate products on fp16 wgmma, by splitting
- * every operand in two fp16 halves after a power-of-two scaling.
+/* fwd32_sm90.cuh — the fp32-accurate forward on Hopper: fp32-accurate products on fp16 wgmma, by
+ * splitting every operand in two fp16 halves after a power-of-two scaling. It runs fp32 inputs,
+ * and any mix of fp32 / fp16 / bf16 inputs the 16-bit kernels do not take (mixed types, or a
+ * 16-bit problem that asks for an fp32 output, which they cannot give to fp32 accuracy).
  *
  * Why fp16 and not TF32: both keep 11 significant bits, so x = hi + lo with hi = fp16(x), lo =
  * fp16(x - hi) holds x to about 2^-22, like the 3xTF32 split of fwd32.cuh; and a product
@@ -14,12 +16,14 @@
  * P = 2^(s - m) in [0, 1] is split as 2^14 P (the 2^-14 goes into v_inv and the row sum).
  *
  * Two kernels per call:
- *  1. split_kernel: q, k, v (fp32, any strides with 16-byte rows) -> hi/lo fp16 arrays and the
- *     inverse scales, in the forward's workspace (backend.c sizes it with workspace_bytes()):
- *     [head][token][D] halves, tokens packed over the batch (varlen or not), rows of D (zeros
- *     past the head dim). About a read and a write of q, k, v: ~8 % of the main kernel at d128.
+ *  1. split_kernel: k and v (any strides with 16-byte rows) -> hi/lo fp16 arrays and the inverse
+ *     scales, in the forward's workspace (backend.c sizes it with workspace_bytes()):
+ *     [kv head][token][D] halves, tokens packed over the batch (varlen or not), rows of D (zeros
+ *     past the head dim): about the size of k and v in fp32. A read and a write of k and v.
  *  2. fwd32_90_kernel: fwd_sm90.cuh's loop (two warpgroups of 64 query rows, K/V tiles in two
- *     stages by cp.async in the 128-byte swizzle layout) with three products per GEMM.
+ *     stages by cp.async in the 128-byte swizzle layout) with three products per GEMM. Each block
+ *     splits its own Q rows first (split_q: Q is read once, so a pass through memory would only
+ *     add traffic and workspace).
  *
  * The tensor cores add with truncation, so each chain starts from zero where it is small: S takes
  * the two cross products first and Q_hi K_hi last (D/16 big steps, as fwd32.cuh's big
@@ -32,6 +36,7 @@
 #include <cuda_runtime.h>
 
 #include "../ptx.cuh"
+#include "../tile-sizes.h"
 #include "../wgmma.cuh"
 #include "common.cuh"
 #include "softmax.cuh"
@@ -39,38 +44,69 @@
 
 namespace mfa_fwd32_90 {
 
-constexpr int BR = 128, BC = 64, THREADS = 256; /* two warpgroups of 64 rows; 64-key tiles */
+constexpr int BR = Fwd32_90Tile::BR, BC = Fwd32_90Tile::BC, THREADS = 256; /* two warpgroups */
 constexpr int P_SHIFT = 14;                     /* P enters the product as 2^14 P */
 
-/* Where the split operands live in the workspace (all offsets 256-byte aligned). */
+/* Where the split K and V live in the workspace (all offsets 256-byte aligned). */
 struct Layout {
-    int64_t tq, tk;   /* packed tokens: batch * seqlen, or the varlen totals */
-    int64_t n_kt;     /* key-tile scale slots per kv head (see tile_slot) */
-    size_t qh, ql, kh, kl, vh, vl, q_inv, k_inv, v_inv, bytes;
+    int64_t tk;   /* packed key tokens: batch * seqlen_kv, or the varlen total */
+    int64_t n_kt; /* key-tile scale slots per kv head (see tile_slot) */
+    size_t kh, kl, vh, vl, k_inv, v_inv, bytes;
 };
 __host__ __device__ inline size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 __host__ __device__ inline Layout layout(const Args &a, int d) {
     Layout l;
-    l.tq = a.varlen ? a.seqlen_q : a.batch * a.seqlen_q;
     l.tk = a.varlen ? a.seqlen_kv : a.batch * a.seqlen_kv;
     l.n_kt = l.tk / BC + a.batch + 2;
-    const size_t q16 = align256((size_t)(a.heads_q * l.tq * d) * 2), k16 = align256((size_t)(a.heads_kv * l.tk * d) * 2);
-    l.qh = 0, l.ql = q16, l.kh = 2 * q16, l.kl = l.kh + k16, l.vh = l.kl + k16, l.vl = l.vh + k16;
-    l.q_inv = l.vl + k16;
-    l.k_inv = l.q_inv + align256((size_t)(a.heads_q * l.tq) * 4);
+    const size_t k16 = align256((size_t)(a.heads_kv * l.tk * d) * 2);
+    l.kh = 0, l.kl = k16, l.vh = 2 * k16, l.vl = 3 * k16;
+    l.k_inv = 4 * k16;
     l.v_inv = l.k_inv + align256((size_t)(a.heads_kv * l.n_kt) * 4);
     l.bytes = l.v_inv + align256((size_t)(a.heads_kv * l.n_kt) * 4);
     return l;
 }
 
-/* First packed token of sequence b (queries or keys). */
-__device__ __forceinline__ int64_t first_token(const Args &a, int64_t b, bool keys) {
-    if (a.varlen) return keys ? a.cu_k[b] : a.cu_q[b];
-    return b * (keys ? a.seqlen_kv : a.seqlen_q);
-}
+/* First packed key token of sequence b. */
+__device__ __forceinline__ int64_t first_key(const Args &a, int64_t b) { return a.varlen ? a.cu_k[b] : b * a.seqlen_kv; }
 /* The scale slot of key tile j of sequence b: distinct for every (b, j), since sequence b - 1's
  * tiles end at most at floor(k0 / BC) + b - 1 + 1. */
 __device__ __forceinline__ int64_t tile_slot(int64_t k0, int64_t b, int64_t j) { return k0 / BC + b + j; }
+
+/* 8 elements of `dtype` (f32: u then w; f16 / bf16: u alone) as floats. */
+__device__ __forceinline__ void widen8(int32_t dtype, const uint4 &u, const uint4 &w, float (&x)[8]) {
+    if (dtype == MFA_DTYPE_F32) {
+        x[0] = __uint_as_float(u.x), x[1] = __uint_as_float(u.y), x[2] = __uint_as_float(u.z), x[3] = __uint_as_float(u.w);
+        x[4] = __uint_as_float(w.x), x[5] = __uint_as_float(w.y), x[6] = __uint_as_float(w.z), x[7] = __uint_as_float(w.w);
+        return;
+    }
+    const uint32_t r[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 f = dtype == MFA_DTYPE_F16 ? unpack2<__half>(r[i]) : unpack2<__nv_bfloat16>(r[i]);
+        x[2 * i] = f.x, x[2 * i + 1] = f.y;
+    }
+}
+/* Elements 8c..8c+7 of a row of t (zeros from dvalid on, a multiple of 4) as floats. */
+__device__ __forceinline__ void load8(const mfa_cuda_tensor_t &t, const char *row, int c, int dvalid, float (&x)[8]) {
+    uint4 u = make_uint4(0, 0, 0, 0), w = u;
+    if (t.dtype == MFA_DTYPE_F32) {
+        const uint4 *p = (const uint4 *)(row + c * 32);
+        if (c * 8 < dvalid) u = p[0];
+        if (c * 8 + 4 < dvalid) w = p[1];
+    } else {
+        const uint2 *p = (const uint2 *)(row + c * 16);
+        if (c * 8 < dvalid) {
+            const uint2 v = p[0];
+            u.x = v.x, u.y = v.y;
+        }
+        if (c * 8 + 4 < dvalid) {
+            const uint2 v = p[1];
+            u.z = v.x, u.w = v.y;
+        }
+    }
+    widen8(t.dtype, u, w, x);
+}
+__device__ __forceinline__ int elem_bytes(int32_t dtype) { return dtype == MFA_DTYPE_F32 ? 4 : 2; }
 
 /* 2^e as a float (e in [-126, 127]). */
 __device__ __forceinline__ float pow2(int e) { return __uint_as_float((uint32_t)(e + 127) << 23); }
@@ -100,28 +136,22 @@ __device__ __forceinline__ void split8(const float (&x)[8], float sc, uint4 &hi,
     split2(x[6] * sc, x[7] * sc, hi.w, lo.w);
 }
 
-/* Which tensor a split block works on. Q: one scale per row; K, V: one per BC-row tile. */
-enum Which { SPLIT_Q = 0, SPLIT_K = 1, SPLIT_V = 2 };
-
-/* One block: rows [BC t, BC t + BC) of one (sequence, head) of q, k or v (blockIdx.y), each
- * thread 8 consecutive floats of a row (CH = D / 8 threads a row) in BC / (THREADS / CH) rounds. */
+/* One block: key rows [BC t, BC t + BC) of one (sequence, kv head) of k (blockIdx.y = 0) or v
+ * (1), one scale for the tile; each thread 8 consecutive elements of a row (CH = D / 8 threads a
+ * row) in BC / (THREADS / CH) rounds. */
 template <int D> __global__ void __launch_bounds__(THREADS) split_kernel(const __grid_constant__ Args a) {
-    char *ws = a.fwd_ws;
     constexpr int CH = D / 8, RSTEP = THREADS / CH, ROUNDS = BC / RSTEP;
-    static_assert(32 % CH == 0 && BC % RSTEP == 0, "a row's threads within a warp");
-    const Which which = (Which)blockIdx.y;
+    static_assert(32 % CH == 0 && BC % RSTEP == 0, "whole rounds of rows");
+    const bool is_v = blockIdx.y == 1;
     const Layout L = layout(a, D);
-    const bool keys = which != SPLIT_Q;
-    const int64_t heads = keys ? a.heads_kv : a.heads_q, max_s = keys ? a.max_sk : a.max_sq;
-    const int64_t n_tiles = (max_s + BC - 1) / BC;
-    const int64_t pair = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles, b = pair / heads, h = pair % heads;
-    if (b >= a.batch) return; /* the grid is sized for the larger of q and k / v */
+    const int64_t n_tiles = (a.max_sk + BC - 1) / BC;
+    const int64_t pair = blockIdx.x / n_tiles, tile = blockIdx.x % n_tiles, b = pair / a.heads_kv, h = pair % a.heads_kv;
     const Seq s = mfa_seq(a, b);
-    const int64_t len = keys ? s.sk : s.sq, i0 = tile * BC;
-    if (i0 >= len) return;
-    const mfa_cuda_tensor_t &src = which == SPLIT_Q ? a.q : which == SPLIT_K ? a.k : a.v;
-    const int dvalid = (int)(which == SPLIT_V ? a.head_dim_v : a.head_dim_qk);
-    const int64_t tok0 = first_token(a, b, keys) + i0, tokens = keys ? L.tk : L.tq;
+    const int64_t i0 = tile * BC;
+    if (i0 >= s.sk) return;
+    const mfa_cuda_tensor_t &src = is_v ? a.v : a.k;
+    const int dvalid = (int)(is_v ? a.head_dim_v : a.head_dim_qk), esz = elem_bytes(src.dtype);
+    const int64_t tok0 = first_key(a, b) + i0;
     const int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
 
     float x[ROUNDS][8];
@@ -129,43 +159,11 @@ template <int D> __global__ void __launch_bounds__(THREADS) split_kernel(const _
 #pragma unroll
     for (int k = 0; k < ROUNDS; k++) {
         const int64_t i = i0 + r0 + k * RSTEP;
-        const float *row = (const float *)src.data + s.tb * src.stride[0] + ((keys ? s.k0 : s.q0) + i) * src.stride[1] +
-                           h * src.stride[2];
-        float4 u = make_float4(0.f, 0.f, 0.f, 0.f), w = u;
-        if (i < len && c * 8 < dvalid) u = *(const float4 *)(row + c * 8);
-        if (i < len && c * 8 + 4 < dvalid) w = *(const float4 *)(row + c * 8 + 4);
-        x[k][0] = u.x, x[k][1] = u.y, x[k][2] = u.z, x[k][3] = u.w;
-        x[k][4] = w.x, x[k][5] = w.y, x[k][6] = w.z, x[k][7] = w.w;
+        const char *row = (const char *)src.data + (s.tb * src.stride[0] + (s.k0 + i) * src.stride[1] + h * src.stride[2]) * esz;
+        load8(src, row, c, i < s.sk ? dvalid : 0, x[k]);
 #pragma unroll
         for (int e = 0; e < 8; e++) mx = fmaxf(mx, fabsf(x[k][e]));
     }
-
-    uint16_t *hi = (uint16_t *)(ws + (which == SPLIT_Q ? L.qh : which == SPLIT_K ? L.kh : L.vh));
-    uint16_t *lo = (uint16_t *)(ws + (which == SPLIT_Q ? L.ql : which == SPLIT_K ? L.kl : L.vl));
-    if (which == SPLIT_Q) {
-        /* one scale per row: the row's CH threads are adjacent lanes */
-        float *q_inv = (float *)(ws + L.q_inv);
-#pragma unroll
-        for (int k = 0; k < ROUNDS; k++) {
-            float m = 0.0f;
-#pragma unroll
-            for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(x[k][e]));
-#pragma unroll
-            for (int o = 1; o < CH; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-            const int se = scale_exp(m);
-            const float sc = pow2(se);
-            const int64_t i = i0 + r0 + k * RSTEP;
-            if (i >= len) continue;
-            uint4 vh, vl;
-            split8(x[k], sc, vh, vl);
-            const int64_t at = ((int64_t)h * tokens + tok0 + r0 + k * RSTEP) * D + c * 8;
-            *(uint4 *)(hi + at) = vh;
-            *(uint4 *)(lo + at) = vl;
-            if (c == 0) q_inv[h * tokens + tok0 + r0 + k * RSTEP] = pow2(-se);
-        }
-        return;
-    }
-    /* K, V: one scale for the tile */
     __shared__ float warp_max[THREADS / 32];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
@@ -175,26 +173,71 @@ template <int D> __global__ void __launch_bounds__(THREADS) split_kernel(const _
     for (int w = 0; w < THREADS / 32; w++) mx = fmaxf(mx, warp_max[w]);
     const int se = scale_exp(mx);
     const float sc = pow2(se);
+    uint16_t *hi = (uint16_t *)(a.fwd_ws + (is_v ? L.vh : L.kh)), *lo = (uint16_t *)(a.fwd_ws + (is_v ? L.vl : L.kl));
 #pragma unroll
     for (int k = 0; k < ROUNDS; k++) {
-        if (i0 + r0 + k * RSTEP >= len) continue;
+        if (i0 + r0 + k * RSTEP >= s.sk) continue;
         uint4 vh, vl;
         split8(x[k], sc, vh, vl);
-        const int64_t at = ((int64_t)h * tokens + tok0 + r0 + k * RSTEP) * D + c * 8;
+        const int64_t at = (h * L.tk + tok0 + r0 + k * RSTEP) * D + c * 8;
         *(uint4 *)(hi + at) = vh;
         *(uint4 *)(lo + at) = vl;
     }
     if (threadIdx.x == 0) {
-        float *inv = (float *)(ws + (which == SPLIT_K ? L.k_inv : L.v_inv));
-        inv[h * L.n_kt + tile_slot(first_token(a, b, true), b, tile)] = pow2(-se);
+        float *inv = (float *)(a.fwd_ws + (is_v ? L.v_inv : L.k_inv));
+        inv[h * L.n_kt + tile_slot(first_key(a, b), b, tile)] = pow2(-se);
     }
 }
 
-/* Shared memory: Q hi, Q lo, then two stages of [K hi | K lo | V hi | V lo]; 1 KiB to align. */
+/* The block's Q rows, split in shared memory, in two steps. load_q: cp.async of the rows as they
+ * are (any input dtype; rows of D elements, zeros past the head dim and n_rows) into `stage`.
+ * split_q, once they landed and a barrier published them: each thread 8 elements of a row at a
+ * time, the row's max over its CH threads (adjacent lanes), its scale, hi and lo into the panel
+ * tiles sQh / sQl, 2^-scale into q_inv[row] (rows past n_rows: zeros, scale 1). */
+template <int D>
+__device__ __forceinline__ void load_q(const Args &a, const Seq &s, int64_t h, int64_t i0, int n_rows, uint32_t stage) {
+    const int esz = elem_bytes(a.q.dtype), row_bytes = D * esz, dbytes = (int)a.head_dim_qk * esz;
+    const char *q = (const char *)a.q.data + (s.tb * a.q.stride[0] + (s.q0 + i0) * a.q.stride[1] + h * a.q.stride[2]) * esz;
+    const int chunks = row_bytes / 16;
+    for (int x = threadIdx.x; x < BR * chunks; x += THREADS) {
+        const int r = x / chunks, cb = (x % chunks) * 16;
+        const int n = r < n_rows ? min(16, max(0, dbytes - cb)) : 0;
+        cp_async16(stage + r * row_bytes + cb, n ? (const void *)(q + r * a.q.stride[1] * esz + cb) : a.q.data, n);
+    }
+}
+template <int D>
+__device__ __forceinline__ void split_q(const Args &a, uint32_t stage, uint32_t sQh, uint32_t sQl, float *q_inv) {
+    constexpr int CH = D / 8, RSTEP = THREADS / CH;
+    const int esz = elem_bytes(a.q.dtype), row_bytes = D * esz;
+    const int c = threadIdx.x % CH;
+    for (int r = threadIdx.x / CH; r < BR; r += RSTEP) {
+        uint4 u, w = make_uint4(0, 0, 0, 0);
+        const uint32_t at = stage + r * row_bytes + c * 8 * esz;
+        asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(u.x), "=r"(u.y), "=r"(u.z), "=r"(u.w) : "r"(at));
+        if (esz == 4)
+            asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(w.x), "=r"(w.y), "=r"(w.z), "=r"(w.w) : "r"(at + 16));
+        float xs[8];
+        widen8(a.q.dtype, u, w, xs);
+        float m = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(xs[e]));
+#pragma unroll
+        for (int o = 1; o < CH; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        const int se = scale_exp(m);
+        uint4 vh, vl;
+        split8(xs, pow2(se), vh, vl);
+        asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(sQh + pnl<BR>(r, c)), "r"(vh.x), "r"(vh.y), "r"(vh.z), "r"(vh.w));
+        asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(sQl + pnl<BR>(r, c)), "r"(vl.x), "r"(vl.y), "r"(vl.z), "r"(vl.w));
+        if (c == 0) q_inv[r] = pow2(-se);
+    }
+}
+
 template <int D> struct Fwd32_90 {
     static constexpr int NT = BC / 8, DT = D / 8, KQ = D / 16, KV = BC / 16;
     static constexpr uint32_t Q_BYTES = BR * D * 2, T_BYTES = BC * D * 2;
-    static constexpr size_t SMEM = 2 * Q_BYTES + 8 * T_BYTES + 1024;
+    /* Q hi, Q lo; two stages of [K hi | K lo | V hi | V lo] (stage 1 first holds Q's raw rows:
+     * BR x D x 4 bytes = 4 T_BYTES); Q's row scales; 1 KiB to align */
+    static constexpr size_t SMEM = 2 * Q_BYTES + 8 * T_BYTES + BR * 4 + 1024;
     static_assert(D % 64 == 0, "64-column panels");
 };
 
@@ -217,7 +260,7 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3, wg = warp >> 2;
     const int row0 = warp * 16;
-    const int64_t q_tok = first_token(a, b, false) + i0, k_tok = first_token(a, b, true);
+    const int64_t k_tok = first_key(a, b);
     const __half *any = (const __half *)ws;
     const int64_t k_at = (hk * L.tk + k_tok) * D; /* this sequence's first key row, kv head hk */
     const __half *kh = (const __half *)(ws + L.kh) + k_at, *kl = (const __half *)(ws + L.kl) + k_at;
@@ -234,18 +277,21 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
 
     const int64_t j_end = (keys.hi + BC - 1) / BC;
     int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
-    const int64_t q_at = (h * L.tq + q_tok) * D;
-    load_tile<__half, D, BR, THREADS, true>(sQh, (const __half *)(ws + L.qh) + q_at, D, n_rows, D, any);
-    load_tile<__half, D, BR, THREADS, true>(sQl, (const __half *)(ws + L.ql) + q_at, D, n_rows, D, any);
+    /* Q's rows land in stage 1 (free until the loop's first barrier) while tile j loads into
+     * stage 0; Q is split once they are in */
+    const uint32_t sQraw = sKV + 4 * TB;
+    float *sQinv = (float *)(smem + (sKV + 8 * TB - smem_u32(smem)));
+    load_q<D>(a, s, h, i0, n_rows, sQraw);
+    cp_async_commit();
     if (j < j_end) load_kv(j, sKV);
     cp_async_commit();
-
+    cp_async_wait<1>();
+    __syncthreads();
+    split_q<D>(a, sQraw, sQh, sQl, sQinv);
+    __syncthreads();
     float q_inv[2];
 #pragma unroll
-    for (int hf = 0; hf < 2; hf++) {
-        const int r = row0 + g + hf * 8;
-        q_inv[hf] = r < n_rows ? ((const float *)(ws + L.q_inv))[h * L.tq + q_tok + r] : 0.0f;
-    }
+    for (int hf = 0; hf < 2; hf++) q_inv[hf] = sQinv[row0 + g + hf * 8];
     const int64_t slot0 = tile_slot(k_tok, b, 0);
     float kv_inv[2] = {0.0f, 0.0f};
     if (j < j_end) kv_inv[0] = k_inv[slot0 + j], kv_inv[1] = v_inv[slot0 + j];
@@ -385,16 +431,16 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
 /* Workspace bytes this path needs for head dim D. */
 template <int D> size_t workspace_bytes(const Args &a) { return layout(a, D).bytes; }
 
-/* Host side: the split, then the attention, on one stream; a.fwd_ws holds workspace_bytes(). */
+/* Host side: the split of K and V, then the attention, on one stream; a.fwd_ws holds
+ * workspace_bytes(). */
 template <int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
     using K = Fwd32_90<D>;
-    const int64_t tiles = a.batch * (a.heads_q * ((a.max_sq + BC - 1) / BC) > a.heads_kv * ((a.max_sk + BC - 1) / BC)
-                                         ? a.heads_q * ((a.max_sq + BC - 1) / BC)
-                                         : a.heads_kv * ((a.max_sk + BC - 1) / BC));
-    if (tiles == 0) return cudaSuccess;
-    split_kernel<D><<<dim3((unsigned)tiles, 3), THREADS, 0, stream>>>(a);
-    const cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return e;
+    const int64_t tiles = a.batch * a.heads_kv * ((a.max_sk + BC - 1) / BC);
+    if (tiles > 0) {
+        split_kernel<D><<<dim3((unsigned)tiles, 2), THREADS, 0, stream>>>(a);
+        const cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+    }
     return mfa_launch((const void *)fwd32_90_kernel<D>, a.batch * a.heads_q * ((a.max_sq + BR - 1) / BR), THREADS,
                       K::SMEM, a, stream);
 }
