@@ -44,6 +44,35 @@ __device__ __forceinline__ void red_add2(float *dst, float x, float y) {
     atomicAdd(dst, x), atomicAdd(dst + 1, y);
 #endif
 }
+/* Bulk asynchronous reduction (sm_90, by the TMA unit): dst[0 .. bytes/4) += the fp32 row at
+ * shared address src (16-byte aligned, bytes a multiple of 16), tracked as a bulk group of the
+ * issuing thread; the thread waits with bulk_wait_read before it overwrites src, and with
+ * bulk_wait before it exits. Callers are sm_90-only kernels. */
+__device__ __forceinline__ void bulk_red_add(float *dst, uint32_t src, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst), "r"(src),
+                 "r"(bytes)
+                 : "memory");
+#else
+    (void)dst, (void)src, (void)bytes;
+    __trap();
+#endif
+}
+__device__ __forceinline__ void bulk_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void bulk_wait_read() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void bulk_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#endif
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 

@@ -53,7 +53,12 @@ template <typename T, int D> struct Bwd90 {
     /* K, V; Q, dO twice; dS (dim split: also P^T and dS^T); lse and delta twice; 1 KiB of slack
      * to align the 8-row groups */
     static constexpr int S_TILES = DIM_SPLIT ? 3 : 1;
-    static constexpr size_t SMEM = 2 * K_BYTES + 4 * Q_BYTES + S_TILES * S_BYTES + 4 * BR * sizeof(float) + 1024;
+    /* key split: dQ's 2 x 64 rows of NC floats staged for the bulk reductions, rows padded by 16
+     * bytes (the C fragments' stores then meet at most two to a bank) */
+    static constexpr int DQP = NC + 4;
+    static constexpr uint32_t DQ_BYTES = DIM_SPLIT ? 0 : 128 * DQP * 4;
+    static constexpr size_t SMEM =
+        2 * K_BYTES + 4 * Q_BYTES + S_TILES * S_BYTES + 4 * BR * sizeof(float) + DQ_BYTES + 1024;
     static_assert(D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES &&
                       (DIM_SPLIT ? BC == 64 && BR == 64 : BC == 128 && (BR == 64 || BR == 128)),
                   "tile shapes");
@@ -70,6 +75,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
     const uint32_t sS = sQ0 + 4 * K::Q_BYTES; /* dS: [BR queries][BC keys], panels of 64 keys */
     const uint32_t sPt = sS + K::S_BYTES, sSt = sPt + K::S_BYTES; /* dim split: P^T, dS^T [keys][queries] */
     float *sStat = (float *)(smem + (sS + K::S_TILES * K::S_BYTES - smem_u32(smem))); /* [buf][lse BR | delta BR] */
+    const uint32_t sDQ = sS + K::S_TILES * K::S_BYTES + 4 * BR * sizeof(float); /* key split: staged dQ rows */
 
     int64_t pair, key_tile;
     /* the dim split's 64-key blocks keep a head's blocks adjacent without a mask, with rotated
@@ -317,23 +323,35 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
             wgmma_commit();
             wgmma_wait<0>();
             wgmma_fence_regs(acc_q);
+            /* The warp's 16 dQ rows go to its own rows of sDQ and from there into the workspace
+             * by the TMA unit, one bulk reduction a row (lane r < 16 row r): the warp moves on at
+             * once, where 16 register reductions a thread cost it 11 % of the kernel (H100,
+             * d64 S = 1k, measured by leaving them out). Before overwriting its rows, each lane
+             * waits until its last reduction has read them. */
+            const uint32_t rows = sDQ + (wg * 64 + wi * 16) * K::DQP * 4;
+            bulk_wait_read();
+            __syncwarp();
 #pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                const int r = q0 + wi * 16 + g + hf * 8;
-                if (r >= n_rows) continue;
+            for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+                for (int n = 0; n < NCT; n++)
+                    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(rows + ((g + hf * 8) * K::DQP + n * 8 + 2 * t) * 4),
+                                 "f"(acc_q[n][hf * 2]), "f"(acc_q[n][hf * 2 + 1]));
+            fence_proxy_async(); /* the generic proxy wrote what the async proxy reads */
+            __syncwarp();
+            const int r = q0 + wi * 16 + lane;
+            if (lane < 16 && r < n_rows && n0 < dqk) {
                 const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
-                float *dst = a.dq_accum + (token * a.heads_q + h) * a.dq_pitch;
-#pragma unroll
-                for (int n = 0; n < NCT; n++) {
-                    const int d = n0 + n * 8 + 2 * t;
-                    if (d < dqk) red_add2(dst + d, acc_q[n][hf * 2], acc_q[n][hf * 2 + 1]);
-                }
+                bulk_red_add(a.dq_accum + (token * a.heads_q + h) * a.dq_pitch + n0, rows + lane * K::DQP * 4,
+                             (uint32_t)min(NC, dqk - n0) * 4);
+                bulk_commit();
             }
         }
         }
         h = h_next, tile = tile_next;
     }
     cp_async_wait<0>();
+    bulk_wait(); /* the dQ reductions are done with shared memory (and the workspace) */
     wgmma_fence_regs(acc_dv);
     wgmma_fence_regs(acc_dk);
 
