@@ -48,7 +48,10 @@ for step in $steps; do
     # wgmma ones replace there at most head dims
     MFA_CUDA_WGMMA=0 ./$B/mfa check --backend cuda >"$OUT/check-mma.log" 2>&1
     echo "MFA_CUDA_WGMMA=0 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-mma.log")" | tee -a "$OUT/summary.txt"
-    grep -E "FAIL|SKIP" "$OUT/check.log" "$OUT/check-mma.log" | head -20
+    # and with the fp32-accurate forward's workspace capped at 1 KiB: batched problems in chunks
+    MFA_CUDA_SPLIT_WS_KB=1 ./$B/mfa check --backend cuda >"$OUT/check-chunks.log" 2>&1
+    echo "MFA_CUDA_SPLIT_WS_KB=1 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-chunks.log")" | tee -a "$OUT/summary.txt"
+    grep -E "FAIL|SKIP" "$OUT/check.log" "$OUT/check-mma.log" "$OUT/check-chunks.log" | head -20
     grep -A6 "FAIL" "$OUT/check.log" | head -60
     MFA_TEST_BACKEND=cuda ctest --test-dir $B -R test_cases >"$OUT/ctest.log" 2>&1
     echo "ctest (MFA_TEST_BACKEND=cuda): $(grep -E 'tests passed|tests failed' "$OUT/ctest.log")" | tee -a "$OUT/summary.txt"

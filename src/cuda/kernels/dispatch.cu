@@ -122,33 +122,80 @@ bool split_ok(const Args &a) {
     return a.head_dim_qk % 4 == 0 && a.head_dim_v % 4 == 0 && !a.block_mask && positions_ok(a);
 }
 
+/* The workspace the fp32-accurate forward may take: MFA_CUDA_SPLIT_WS_KB KiB (default 1 GiB; the
+ * tests set it small to run the chunked path on small problems). */
+size_t split_ws_cap() {
+    static const size_t cap = [] {
+        const char *e = getenv("MFA_CUDA_SPLIT_WS_KB");
+        const long kb = e ? atol(e) : 0;
+        return (size_t)(kb > 0 ? kb : 1L << 20) << 10;
+    }();
+    return cap;
+}
+
+size_t split_bytes(int d, const Args &a) {
+#define MFA_BYTES_FWD32_90(D) \
+    if (d == D) return mfa_fwd32_90::workspace_bytes<D>(a);
+    MFA_CUDA_FWD32_90_INSTANCES(MFA_BYTES_FWD32_90)
+#undef MFA_BYTES_FWD32_90
+    (void)d, (void)a;
+    return 0;
+}
+
+/* Batch entries the fp32-accurate forward takes in one go: all, where their workspace (about the
+ * size of k and v in fp32: their fp16 hi/lo halves) fits the cap; else as many as fit, and at
+ * least one. 0 for a varlen problem over the cap (its sequences share one packed token axis). */
+int64_t split_chunk(int d, const Args &a) {
+    const size_t cap = split_ws_cap();
+    if (split_bytes(d, a) <= cap) return a.batch;
+    if (a.varlen) return 0;
+    Args one = a;
+    one.batch = 1;
+    const int64_t fit = (int64_t)(cap / split_bytes(d, one));
+    return fit < 1 ? 1 : (fit > a.batch ? a.batch : fit);
+}
+
 /* The fp32-accurate Hopper forward (fwd32_sm90.cuh): its head dim for this problem, 0 where it
  * does not run. It takes fp32 inputs and the 16-bit mixes the 16-bit kernels leave (mixed types,
- * fp32 outputs). It wants a workspace of about the size of k and v in fp32 (their fp16 hi/lo
- * halves); above MAX_SPLIT_WS bytes the problem stays where it went before (fwd32.cuh for fp32,
- * the generic kernels for the rest), which needs none. It also takes allow_tf32
- * problems: it is faster than one TF32 product on the H100 (171.9 vs 119.6 TFLOP/s at (4, 16,
- * 4096, 128)), and allow_tf32 permits an inexact result, it does not ask for one. */
-constexpr size_t MAX_SPLIT_WS = (size_t)1 << 30;
+ * fp32 outputs). Where it does not run, problems go where they went before (fwd32.cuh for fp32,
+ * the generic kernels for the rest). It also takes allow_tf32 problems: it is faster than one TF32
+ * product on the H100 (171.9 vs 119.6 TFLOP/s at (4, 16, 4096, 128)), and allow_tf32 permits an
+ * inexact result, it does not ask for one. */
 int fwd32_90_dim(const Args &a, int sm_major) {
     if (!split_ok(a) || fast_dtype(a, false) >= 0 || !wgmma_wanted(sm_major)) return 0;
     const int64_t need = a.head_dim_qk > a.head_dim_v ? a.head_dim_qk : a.head_dim_v;
 #define MFA_PICK_FWD32_90(D) \
-    if (need <= D) return mfa_fwd32_90::workspace_bytes<D>(a) <= MAX_SPLIT_WS ? D : 0;
+    if (need <= D) return split_chunk(D, a) > 0 ? D : 0;
     MFA_CUDA_FWD32_90_INSTANCES(MFA_PICK_FWD32_90)
 #undef MFA_PICK_FWD32_90
     return 0;
 }
 
+size_t elem_bytes(int32_t dtype) { return dtype == MFA_DTYPE_F32 ? 4 : dtype == MFA_DTYPE_BOOL ? 1 : 2; }
+void skip_batches(mfa_cuda_tensor_t &t, int64_t n) {
+    if (t.data) t.data = (char *)t.data + n * t.stride[0] * (int64_t)elem_bytes(t.dtype);
+}
+
+/* Runs the problem in chunks of split_chunk() batch entries (one split and one attention launch
+ * each, through the same workspace on the same stream). */
 cudaError_t fwd32_90_run(int d, const Args &a, cudaStream_t st, bool *taken) {
-#define MFA_TRY_FWD32_90(D)                                                   \
-    if (d == D) {                                                             \
-        *taken = true;                                                        \
-        return mfa_fwd32_90::launch<D>(a, st);                                \
-    }
-    MFA_CUDA_FWD32_90_INSTANCES(MFA_TRY_FWD32_90)
+    *taken = true;
+    const int64_t chunk = split_chunk(d, a);
+    for (int64_t b0 = 0; b0 < a.batch; b0 += chunk) {
+        Args c = a;
+        if (chunk < a.batch) {
+            c.batch = chunk < a.batch - b0 ? chunk : a.batch - b0;
+            skip_batches(c.q, b0), skip_batches(c.k, b0), skip_batches(c.v, b0), skip_batches(c.o, b0);
+            skip_batches(c.mask, b0);
+            if (c.lse) c.lse += b0 * a.heads_q * a.seqlen_q;
+        }
+        cudaError_t e = cudaSuccess;
+#define MFA_TRY_FWD32_90(D) \
+    if (d == D) e = mfa_fwd32_90::launch<D>(c, st);
+        MFA_CUDA_FWD32_90_INSTANCES(MFA_TRY_FWD32_90)
 #undef MFA_TRY_FWD32_90
-    (void)d, (void)a, (void)st, (void)taken;
+        if (e != cudaSuccess) return e;
+    }
     return cudaSuccess;
 }
 
@@ -220,11 +267,10 @@ extern "C" cudaError_t mfa_cuda_fast_bwd(const Args *a, cudaStream_t st, int sm_
 
 extern "C" size_t mfa_cuda_fast_fwd_workspace(const Args *a, int sm_major) {
     const int d = fwd32_90_dim(*a, sm_major);
-#define MFA_BYTES_FWD32_90(D) \
-    if (d == D) return mfa_fwd32_90::workspace_bytes<D>(*a);
-    MFA_CUDA_FWD32_90_INSTANCES(MFA_BYTES_FWD32_90)
-#undef MFA_BYTES_FWD32_90
-    return 0;
+    if (!d) return 0;
+    Args c = *a;
+    c.batch = split_chunk(d, *a);
+    return split_bytes(d, c);
 }
 
 extern "C" int64_t mfa_cuda_fast_dq_pitch(const Args *a) { return a->head_dim_qk; }
