@@ -68,12 +68,13 @@ template <class T> static std::vector<double> doubles(const std::vector<T> &x) {
     return out;
 }
 
-// tests/check/tolerance.h: |x - r| <= atol * rms(ref) + rtol * |r|, infinities equal.
+// tests/check/tolerance.h: |x - r| <= atol * rms(ref) + rtol * |r|, infinities equal (its
+// values without the score term, which the small random scores here keep below 1e-5).
 static void expect_close(const std::string &what, const std::vector<double> &got, const std::vector<double> &ref,
                          int32_t dtype, bool backward) {
     const double eps = dtype == MFA_DTYPE_F16 ? 1.0 / 1024 : dtype == MFA_DTYPE_BF16 ? 1.0 / 128 : 0;
-    const double rtol = dtype == MFA_DTYPE_F32 ? (backward ? 1e-4 : 1e-5) : eps;
-    const double atol = dtype == MFA_DTYPE_F32 ? 1e-5 : (backward ? 4 : 2) * eps;
+    const double rtol = dtype == MFA_DTYPE_F32 ? 2e-5 : (backward ? 12 : 1) * eps;
+    const double atol = dtype == MFA_DTYPE_F32 ? 2e-5 : (backward ? 12 : 2) * eps;
     double sum = 0;
     size_t n = 0;
     for (double r : ref)

@@ -66,15 +66,16 @@ fn convert(comptime T: type, x: []const f32) ![]T {
     return out;
 }
 
-/// tests/check/tolerance.h: |x - r| <= atol * rms(ref) + rtol * |r|, infinities equal.
+/// tests/check/tolerance.h: |x - r| <= atol * rms(ref) + rtol * |r|, infinities equal (its values
+/// without the score term, which the small random scores here keep below 1e-5).
 fn expectClose(what: []const u8, got: []const f64, ref: []const f64, dtype: mfa.DType, backward: bool) !void {
     const eps: f64 = switch (dtype) {
         .f16 => 1.0 / 1024.0,
         .bf16 => 1.0 / 128.0,
         else => 0,
     };
-    const rtol: f64 = if (dtype == .f32) (if (backward) 1e-4 else 1e-5) else eps;
-    const atol: f64 = if (dtype == .f32) 1e-5 else (if (backward) 4 * eps else 2 * eps);
+    const rtol: f64 = if (dtype == .f32) 2e-5 else (if (backward) 12 * eps else eps);
+    const atol: f64 = if (dtype == .f32) 2e-5 else (if (backward) 12 * eps else 2 * eps);
     try std.testing.expectEqual(ref.len, got.len);
     var sum: f64 = 0;
     var n: f64 = 0;

@@ -88,7 +88,8 @@ impl Data {
     }
 }
 
-/// tests/check/tolerance.h: |x - r| <= atol * rms(ref) + rtol * |r|, infinities equal, no NaN.
+/// tests/check/tolerance.h: |x - r| <= atol * rms(ref) + rtol * |r|, infinities equal, no NaN
+/// (its values without the score term, which the small random scores here keep below 1e-5).
 /// An all-zero reference (e.g. dq of a one-key problem: exactly 0 in exact arithmetic, ~1e-8 from
 /// fp32 rounding) would make that bound 0; there rms is taken as 1, the scale of the inputs.
 pub fn tolerance(dtype: DType, backward: bool) -> (f64, f64) {
@@ -98,10 +99,9 @@ pub fn tolerance(dtype: DType, backward: bool) -> (f64, f64) {
         _ => 0.0,
     };
     match (dtype, backward) {
-        (DType::F32, false) => (1e-5, 1e-5),
-        (DType::F32, true) => (1e-4, 1e-5),
+        (DType::F32, _) => (2e-5, 2e-5),
         (_, false) => (eps, 2.0 * eps),
-        (_, true) => (eps, 4.0 * eps),
+        (_, true) => (12.0 * eps, 12.0 * eps),
     }
 }
 
