@@ -351,31 +351,10 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
         /* online softmax; P as 2^14 P split into fp16 hi / lo A fragments */
         uint32_t ph[KV][4], pl[KV][4];
         float corr[2];
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            float mx = row_m[hf];
-#pragma unroll
-            for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(acc_s[n][hf * 2], acc_s[n][hf * 2 + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_use = mx == -INFINITY ? 0.0f : mx;
-            corr[hf] = ex2((row_m[hf] - m_use) * sl2);
-            const float base = m_use * sl2 - (float)P_SHIFT;
-            row_m[hf] = mx;
-            float sum = 0.0f;
-#pragma unroll
-            for (int kk = 0; kk < KV; kk++) {
-                float p[4];
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    p[e] = ex2(fmaf(acc_s[2 * kk + e / 2][hf * 2 + e % 2], sl2, -base));
-                    sum += p[e];
-                }
-                split2(p[0], p[1], ph[kk][hf], pl[kk][hf]);         /* n-tile 2kk */
-                split2(p[2], p[3], ph[kk][2 + hf], pl[kk][2 + hf]); /* n-tile 2kk + 1 */
-            }
-            row_l[hf] = row_l[hf] * corr[hf] + sum * p_unshift;
-        }
+        fwd_softmax_rows<NT>(acc_s, row_m, row_l, corr, sl2, P_SHIFT, [&](int kk, int hf, const float (&p)[4]) {
+            split2(p[0], p[1], ph[kk][hf], pl[kk][hf]);         /* n-tile 2kk */
+            split2(p[2], p[3], ph[kk][2 + hf], pl[kk][2 + hf]); /* n-tile 2kk + 1 */
+        });
 
         /* this tile's P V, fresh: P_hi V_lo + P_lo V_hi + P_hi V_hi */
         float acc_t[DT][4];

@@ -47,13 +47,15 @@ __device__ __forceinline__ void fwd_mask_scores(const Args &a, float (&acc)[NT][
     }
 }
 
-/* One online-softmax step: the running max m (score units) and this thread's partial sum l of
- * both rows move to the new scores, O is rescaled, and P = 2^(S sl2 - m sl2) is packed at once
- * into the A fragments of the P V product (k16 step kk: n-tiles 2kk, 2kk + 1). A row's scores of
- * an n-tile sit in the 4 lanes of a quad. */
-template <typename T, int NT, int DT>
-__device__ __forceinline__ void fwd_softmax_step(float (&acc_s)[NT][4], float (&row_m)[2], float (&row_l)[2],
-                                                 uint32_t (&pa)[NT / 2][4], float (&acc_o)[DT][4], float sl2) {
+/* One online-softmax step on both rows of a thread: the running max m (score units) and this
+ * thread's partial sum l move to the new scores, corr[hf] gets what O must be multiplied by, and
+ * the probabilities go to emit(kk, hf, p) four at a time: p[0..1] of n-tile 2kk, p[2..3] of
+ * n-tile 2kk + 1 (the k16 step kk of the P V product). They are 2^shift P (the sum counts P):
+ * the fp32-accurate forward scales P up for its fp16 halves. A row's scores of an n-tile sit in
+ * the 4 lanes of a quad. */
+template <int NT, typename Emit>
+__device__ __forceinline__ void fwd_softmax_rows(const float (&acc_s)[NT][4], float (&row_m)[2], float (&row_l)[2],
+                                                 float (&corr)[2], float sl2, int shift, Emit &&emit) {
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
         float mx = row_m[hf];
@@ -62,8 +64,8 @@ __device__ __forceinline__ void fwd_softmax_step(float (&acc_s)[NT][4], float (&
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         const float m_use = mx == -INFINITY ? 0.0f : mx; /* a row with nothing seen yet */
-        const float corr = ex2((row_m[hf] - m_use) * sl2);
-        const float base = m_use * sl2;
+        corr[hf] = ex2((row_m[hf] - m_use) * sl2);
+        const float base = m_use * sl2 - (float)shift;
         row_m[hf] = mx;
         float sum = 0.0f;
 #pragma unroll
@@ -74,13 +76,25 @@ __device__ __forceinline__ void fwd_softmax_step(float (&acc_s)[NT][4], float (&
                 p[e] = ex2(fmaf(acc_s[2 * kk + e / 2][hf * 2 + e % 2], sl2, -base));
                 sum += p[e];
             }
-            pa[kk][hf] = pack2<T>(p[0], p[1]);
-            pa[kk][2 + hf] = pack2<T>(p[2], p[3]);
+            emit(kk, hf, p);
         }
-        row_l[hf] = row_l[hf] * corr + sum;
-#pragma unroll
-        for (int dt = 0; dt < DT; dt++) acc_o[dt][hf * 2] *= corr, acc_o[dt][hf * 2 + 1] *= corr;
+        row_l[hf] = row_l[hf] * corr[hf] + (shift ? sum * __uint_as_float((uint32_t)(127 - shift) << 23) : sum);
     }
+}
+
+/* The step of the 16-bit forwards: P rounded to T into the A fragments pa, O rescaled at once. */
+template <typename T, int NT, int DT>
+__device__ __forceinline__ void fwd_softmax_step(float (&acc_s)[NT][4], float (&row_m)[2], float (&row_l)[2],
+                                                 uint32_t (&pa)[NT / 2][4], float (&acc_o)[DT][4], float sl2) {
+    float corr[2];
+    fwd_softmax_rows<NT>(acc_s, row_m, row_l, corr, sl2, 0, [&](int kk, int hf, const float (&p)[4]) {
+        pa[kk][hf] = pack2<T>(p[0], p[1]);
+        pa[kk][2 + hf] = pack2<T>(p[2], p[3]);
+    });
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc_o[dt][e] *= corr[e >> 1];
 }
 
 /* The end of a row: its sum over the quad, the LSE (natural log) written by lane t == 0 where
