@@ -10,9 +10,11 @@
  * from shared memory (TF32 wgmma does not: V would have to be transposed), its A operand from
  * registers (P), and its tiles are half the bytes. What fp16 lacks is range (2^-24..65504), which
  * a power-of-two scale per row (Q) or per 64-key tile (K, V) supplies: the largest |x| of the
- * row or tile goes to [2^14, 2^15), so every element within 2^-24 of it keeps all its bits, and
- * anything smaller is below the fp32 rounding of the sums it enters. The scales are undone in
- * fp32: S by q_inv(row) * k_inv(tile) before the softmax, each tile's P V by v_inv(tile).
+ * row or tile goes to [2^14, 2^15). Elements down to about 1e-6 of it keep all their bits (lo is
+ * still a normal fp16); below that lo becomes subnormal and loses bits. That is the kernel's
+ * limit: a key or value row 1e8 times smaller than the largest of its tile, which the softmax may
+ * still weight fully, comes out with ~3e-4 relative error (docs/cuda.md). The scales are undone
+ * in fp32: S by q_inv(row) * k_inv(tile) before the softmax, each tile's P V by v_inv(tile).
  * P = 2^(s - m) in [0, 1] is split as 2^14 P (the 2^-14 goes into v_inv and the row sum).
  *
  * Two kernels per call:
