@@ -27,6 +27,10 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int sr
 __device__ __forceinline__ void cp_async4(uint32_t dst, const void *src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(src));
 }
+/* 4 bytes global -> shared through L1, zero-filled where n = 0 (nothing read). */
+__device__ __forceinline__ void cp_async4z(uint32_t dst, const void *src, int n) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src), "r"(n));
+}
 /* dst[0..3] += v (fp32, global): one vector reduction on sm_90, four atomics before. */
 __device__ __forceinline__ void red_add4(float *dst, float4 v) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -159,7 +159,7 @@ int64_t split_chunk(int d, const Args &a) {
  * does not run. It takes fp32 inputs and the 16-bit mixes the 16-bit kernels leave (mixed types,
  * fp32 outputs). Where it does not run, problems go where they went before (fwd32.cuh for fp32,
  * the generic kernels for the rest). It also takes allow_tf32 problems: it is faster than one TF32
- * product on the H100 (171.9 vs 119.6 TFLOP/s at (4, 16, 4096, 128)), and allow_tf32 permits an
+ * product on the H100 (151.4 vs 119.6 TFLOP/s at (4, 16, 4096, 128)), and allow_tf32 permits an
  * inexact result, it does not ask for one. */
 int fwd32_90_dim(const Args &a, int sm_major) {
     if (!split_ok(a) || fast_dtype(a, false) >= 0 || !wgmma_wanted(sm_major)) return 0;

@@ -9,17 +9,16 @@
  * is three fp16 MMAs. But fp16 wgmma runs at twice TF32's rate, takes its B operand transposed
  * from shared memory (TF32 wgmma does not: V would have to be transposed), its A operand from
  * registers (P), and its tiles are half the bytes. What fp16 lacks is range (2^-24..65504), which
- * a power-of-two scale per row (Q) or per 64-key tile (K, V) supplies: the largest |x| of the
- * row or tile goes to [2^14, 2^15). Elements down to about 1e-6 of it keep all their bits (lo is
- * still a normal fp16); below that lo becomes subnormal and loses bits. That is the kernel's
- * limit: a key or value row 1e8 times smaller than the largest of its tile, which the softmax may
- * still weight fully, comes out with ~3e-4 relative error (docs/cuda.md). The scales are undone
- * in fp32: S by q_inv(row) * k_inv(tile) before the softmax, each tile's P V by v_inv(tile).
- * P = 2^(s - m) in [0, 1] is split as 2^14 P (the 2^-14 goes into v_inv and the row sum).
+ * a power-of-two scale per row supplies (of Q, K and V alike): the row's largest |x| goes to
+ * [2^14, 2^15), and its elements down to about 1e-6 of that keep all their bits (lo is still a
+ * normal fp16). The scales are undone in fp32: S by q_inv(row) * k_inv(column) before the
+ * softmax; V's go into P (see the loop), which enters the product as P' <= 2^14. A scale per row,
+ * not per tile: with one per 64-key tile a row 1e8 times smaller than the tile's largest, which
+ * the softmax may still weight fully, came out with 3.2e-4 relative error (docs/cuda.md).
  *
  * Two kernels per call:
- *  1. split_kernel: k and v (any strides with 16-byte rows) -> hi/lo fp16 arrays and the inverse
- *     scales, in the forward's workspace (backend.c sizes it with workspace_bytes()):
+ *  1. split_kernel: k and v (any strides with 16-byte rows) -> hi/lo fp16 arrays and each row's
+ *     inverse scale, in the forward's workspace (backend.c sizes it with workspace_bytes()):
  *     [kv head][token][D] halves, tokens packed over the batch (varlen or not), rows of D (zeros
  *     past the head dim): about the size of k and v in fp32. A read and a write of k and v.
  *  2. fwd32_90_kernel: fwd_sm90.cuh's loop (two warpgroups of 64 query rows, K/V tiles in two
@@ -47,32 +46,26 @@
 namespace mfa_fwd32_90 {
 
 constexpr int BR = Fwd32_90Tile::BR, BC = Fwd32_90Tile::BC, THREADS = 256; /* two warpgroups */
-constexpr int P_SHIFT = 14;                     /* P enters the product as 2^14 P */
+constexpr int P_SHIFT = 14; /* P' = p vc 2^(14 - G) <= 2^14: the top of fp16's range */
 
-/* Where the split K and V live in the workspace (all offsets 256-byte aligned). */
+/* Where the split K and V live in the workspace (all offsets 256-byte aligned): hi/lo halves
+ * [kv head][token][D] and each row's inverse scale [kv head][token]. */
 struct Layout {
-    int64_t tk;   /* packed key tokens: batch * seqlen_kv, or the varlen total */
-    int64_t n_kt; /* key-tile scale slots per kv head (see tile_slot) */
+    int64_t tk; /* packed key tokens: batch * seqlen_kv, or the varlen total */
     size_t kh, kl, vh, vl, k_inv, v_inv, bytes;
 };
 __host__ __device__ inline size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 __host__ __device__ inline Layout layout(const Args &a, int d) {
     Layout l;
     l.tk = a.varlen ? a.seqlen_kv : a.batch * a.seqlen_kv;
-    l.n_kt = l.tk / BC + a.batch + 2;
-    const size_t k16 = align256((size_t)(a.heads_kv * l.tk * d) * 2);
+    const size_t k16 = align256((size_t)(a.heads_kv * l.tk * d) * 2), inv = align256((size_t)(a.heads_kv * l.tk) * 4);
     l.kh = 0, l.kl = k16, l.vh = 2 * k16, l.vl = 3 * k16;
-    l.k_inv = 4 * k16;
-    l.v_inv = l.k_inv + align256((size_t)(a.heads_kv * l.n_kt) * 4);
-    l.bytes = l.v_inv + align256((size_t)(a.heads_kv * l.n_kt) * 4);
+    l.k_inv = 4 * k16, l.v_inv = l.k_inv + inv, l.bytes = l.v_inv + inv;
     return l;
 }
 
 /* First packed key token of sequence b. */
 __device__ __forceinline__ int64_t first_key(const Args &a, int64_t b) { return a.varlen ? a.cu_k[b] : b * a.seqlen_kv; }
-/* The scale slot of key tile j of sequence b: distinct for every (b, j), since sequence b - 1's
- * tiles end at most at floor(k0 / BC) + b - 1 + 1. */
-__device__ __forceinline__ int64_t tile_slot(int64_t k0, int64_t b, int64_t j) { return k0 / BC + b + j; }
 
 /* 8 elements of `dtype` (f32: u then w; f16 / bf16: u alone) as floats. */
 __device__ __forceinline__ void widen8(int32_t dtype, const uint4 &u, const uint4 &w, float (&x)[8]) {
@@ -139,8 +132,8 @@ __device__ __forceinline__ void split8(const float (&x)[8], float sc, uint4 &hi,
 }
 
 /* One block: key rows [BC t, BC t + BC) of one (sequence, kv head) of k (blockIdx.y = 0) or v
- * (1), one scale for the tile; each thread 8 consecutive elements of a row (CH = D / 8 threads a
- * row) in BC / (THREADS / CH) rounds. */
+ * (1), each row with its own scale (its CH threads are adjacent lanes); each thread 8 consecutive
+ * elements of a row (CH = D / 8 threads a row) in BC / (THREADS / CH) rounds. */
 template <int D> __global__ void __launch_bounds__(THREADS) split_kernel(const __grid_constant__ Args a) {
     constexpr int CH = D / 8, RSTEP = THREADS / CH, ROUNDS = BC / RSTEP;
     static_assert(32 % CH == 0 && BC % RSTEP == 0, "whole rounds of rows");
@@ -155,39 +148,28 @@ template <int D> __global__ void __launch_bounds__(THREADS) split_kernel(const _
     const int dvalid = (int)(is_v ? a.head_dim_v : a.head_dim_qk), esz = elem_bytes(src.dtype);
     const int64_t tok0 = first_key(a, b) + i0;
     const int c = threadIdx.x % CH, r0 = threadIdx.x / CH;
-
-    float x[ROUNDS][8];
-    float mx = 0.0f;
-#pragma unroll
-    for (int k = 0; k < ROUNDS; k++) {
-        const int64_t i = i0 + r0 + k * RSTEP;
-        const char *row = (const char *)src.data + (s.tb * src.stride[0] + (s.k0 + i) * src.stride[1] + h * src.stride[2]) * esz;
-        load8(src, row, c, i < s.sk ? dvalid : 0, x[k]);
-#pragma unroll
-        for (int e = 0; e < 8; e++) mx = fmaxf(mx, fabsf(x[k][e]));
-    }
-    __shared__ float warp_max[THREADS / 32];
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    if (threadIdx.x % 32 == 0) warp_max[threadIdx.x / 32] = mx;
-    __syncthreads();
-#pragma unroll
-    for (int w = 0; w < THREADS / 32; w++) mx = fmaxf(mx, warp_max[w]);
-    const int se = scale_exp(mx);
-    const float sc = pow2(se);
     uint16_t *hi = (uint16_t *)(a.fwd_ws + (is_v ? L.vh : L.kh)), *lo = (uint16_t *)(a.fwd_ws + (is_v ? L.vl : L.kl));
+    float *inv = (float *)(a.fwd_ws + (is_v ? L.v_inv : L.k_inv)) + h * L.tk + tok0;
 #pragma unroll
     for (int k = 0; k < ROUNDS; k++) {
-        if (i0 + r0 + k * RSTEP >= s.sk) continue;
+        const int r = r0 + k * RSTEP;
+        const int64_t i = i0 + r;
+        const char *row = (const char *)src.data + (s.tb * src.stride[0] + (s.k0 + i) * src.stride[1] + h * src.stride[2]) * esz;
+        float x[8];
+        load8(src, row, c, i < s.sk ? dvalid : 0, x);
+        float m = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(x[e]));
+#pragma unroll
+        for (int o = 1; o < CH; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        if (i >= s.sk) continue;
+        const int se = scale_exp(m);
         uint4 vh, vl;
-        split8(x[k], sc, vh, vl);
-        const int64_t at = (h * L.tk + tok0 + r0 + k * RSTEP) * D + c * 8;
+        split8(x, pow2(se), vh, vl);
+        const int64_t at = (h * L.tk + tok0 + r) * D + c * 8;
         *(uint4 *)(hi + at) = vh;
         *(uint4 *)(lo + at) = vl;
-    }
-    if (threadIdx.x == 0) {
-        float *inv = (float *)(a.fwd_ws + (is_v ? L.v_inv : L.k_inv));
-        inv[h * L.n_kt + tile_slot(first_key(a, b), b, tile)] = pow2(-se);
+        if (c == 0) inv[r] = pow2(-se);
     }
 }
 
@@ -238,8 +220,9 @@ template <int D> struct Fwd32_90 {
     static constexpr int NT = BC / 8, DT = D / 8, KQ = D / 16, KV = BC / 16;
     static constexpr uint32_t Q_BYTES = BR * D * 2, T_BYTES = BC * D * 2;
     /* Q hi, Q lo; two stages of [K hi | K lo | V hi | V lo] (stage 1 first holds Q's raw rows:
-     * BR x D x 4 bytes = 4 T_BYTES); Q's row scales; 1 KiB to align */
-    static constexpr size_t SMEM = 2 * Q_BYTES + 8 * T_BYTES + BR * 4 + 1024;
+     * BR x D x 4 bytes = 4 T_BYTES); Q's row scales; two stages of the tile's K and V row scales;
+     * 1 KiB to align */
+    static constexpr size_t SMEM = 2 * Q_BYTES + 8 * T_BYTES + BR * 4 + 2 * 2 * BC * 4 + 1024;
     static_assert(D % 64 == 0, "64-column panels");
 };
 
@@ -267,14 +250,24 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
     const int64_t k_at = (hk * L.tk + k_tok) * D; /* this sequence's first key row, kv head hk */
     const __half *kh = (const __half *)(ws + L.kh) + k_at, *kl = (const __half *)(ws + L.kl) + k_at;
     const __half *vh = (const __half *)(ws + L.vh) + k_at, *vl = (const __half *)(ws + L.vl) + k_at;
-    const float *k_inv = (const float *)(ws + L.k_inv) + hk * L.n_kt, *v_inv = (const float *)(ws + L.v_inv) + hk * L.n_kt;
-    auto load_kv = [&](int64_t jt, uint32_t stage) {
+    const float *k_inv = (const float *)(ws + L.k_inv) + hk * L.tk + k_tok; /* this sequence's row scales */
+    const float *v_inv = (const float *)(ws + L.v_inv) + hk * L.tk + k_tok;
+    /* the tiles' K and V row scales: stage st at sScale + st * 2 BC floats, K's then V's */
+    const uint32_t sScale = sKV + 8 * TB + BR * 4;
+    auto load_kv = [&](int64_t jt, uint32_t st) {
         const int64_t j0 = jt * BC;
         const int nk = (int)min((int64_t)BC, s.sk - j0);
+        const uint32_t stage = sKV + st * 4 * TB;
         load_tile<__half, D, BC, THREADS, true>(stage, kh + j0 * D, D, nk, D, any);
         load_tile<__half, D, BC, THREADS, true>(stage + TB, kl + j0 * D, D, nk, D, any);
         load_tile<__half, D, BC, THREADS, true>(stage + 2 * TB, vh + j0 * D, D, nk, D, any);
         load_tile<__half, D, BC, THREADS, true>(stage + 3 * TB, vl + j0 * D, D, nk, D, any);
+        if (threadIdx.x < 2 * BC) { /* rows past the sequence get 0 (their scores are masked) */
+            const int r = threadIdx.x % BC;
+            const float *src = (threadIdx.x < BC ? k_inv : v_inv) + j0 + r;
+            cp_async4z(sScale + (st * 2 * BC + threadIdx.x) * 4, r < nk ? (const void *)src : (const void *)k_inv,
+                       r < nk ? 4 : 0);
+        }
     };
 
     const int64_t j_end = (keys.hi + BC - 1) / BC;
@@ -285,7 +278,7 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
     float *sQinv = (float *)(smem + (sKV + 8 * TB - smem_u32(smem)));
     load_q<D>(a, s, h, i0, n_rows, sQraw);
     cp_async_commit();
-    if (j < j_end) load_kv(j, sKV);
+    if (j < j_end) load_kv(j, 0);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
@@ -294,9 +287,6 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
     float q_inv[2];
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) q_inv[hf] = sQinv[row0 + g + hf * 8];
-    const int64_t slot0 = tile_slot(k_tok, b, 0);
-    float kv_inv[2] = {0.0f, 0.0f};
-    if (j < j_end) kv_inv[0] = k_inv[slot0 + j], kv_inv[1] = v_inv[slot0 + j];
 
     float acc_o[DT][4];
 #pragma unroll
@@ -306,19 +296,14 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
     float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.0f, 0.0f};
     const bool xform = a.softcap > 0.0f || a.mask.data != nullptr;
     const float sl2 = xform ? 1.0f : a.scale_log2;
-    const float p_unshift = 1.0f / (float)(1 << P_SHIFT);
 
     uint32_t st = 0;
     while (j < j_end) {
         const int64_t j0 = j * BC;
-        const float ki = kv_inv[0], vi = kv_inv[1] * p_unshift;
         cp_async_wait<0>();
         fence_proxy_async();
         __syncthreads(); /* tile j landed; every warpgroup is done with tile j - 1 (the other stage) */
-        if (j + 1 < j_end) {
-            load_kv(j + 1, sKV + (st ^ 1) * 4 * TB);
-            kv_inv[0] = k_inv[slot0 + j + 1], kv_inv[1] = v_inv[slot0 + j + 1];
-        }
+        if (j + 1 < j_end) load_kv(j + 1, st ^ 1);
         cp_async_commit();
         const uint32_t sKh = sKV + st * 4 * TB, sKl = sKh + TB, sVh = sKh + 2 * TB, sVl = sKh + 3 * TB;
 
@@ -340,23 +325,66 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
         wgmma_wait<0>();
         wgmma_fence_regs(acc_s);
 
-        /* undo the scales: rows by q_inv, the tile by k_inv */
+        /* this thread's key columns 8n + 2t, + 1: their K and V row scales */
+        float kc[NT][2], vc[NT][2];
+        const uint32_t sc = sScale + st * 2 * BC * 4;
 #pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            const float f = q_inv[hf] * ki;
-#pragma unroll
-            for (int n = 0; n < NT; n++) acc_s[n][hf * 2] *= f, acc_s[n][hf * 2 + 1] *= f;
+        for (int n = 0; n < NT; n++) {
+            asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(kc[n][0]), "=f"(kc[n][1]) : "r"(sc + (n * 8 + 2 * t) * 4));
+            asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n"
+                         : "=f"(vc[n][0]), "=f"(vc[n][1])
+                         : "r"(sc + (BC + n * 8 + 2 * t) * 4));
         }
+        /* undo Q's and K's scales: rows by q_inv, columns by their key's k_inv */
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) acc_s[n][hf * 2 + e] *= q_inv[hf] * kc[n][e];
         const bool need_mask = keys.needs_mask(s, j0, BC);
         if (xform || need_mask) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
 
-        /* online softmax; P as 2^14 P split into fp16 hi / lo A fragments */
+        /* Online softmax, with V's row scales taken into P: p_ij V_j = P'_ij V'_j 2^(G_i - 14),
+         * V'_j = V_j / vc_j its scaled rows and P'_ij = p_ij vc_j 2^(14 - G_i), where G_i is the
+         * tile's largest log2(p_ij vc_j) of row i rounded up: P' <= 2^14 fits fp16, and the terms
+         * that matter keep their bits however far apart V's rows are. */
         uint32_t ph[KV][4], pl[KV][4];
-        float corr[2];
-        fwd_softmax_rows<NT>(acc_s, row_m, row_l, corr, sl2, P_SHIFT, [&](int kk, int hf, const float (&p)[4]) {
-            split2(p[0], p[1], ph[kk][hf], pl[kk][hf]);         /* n-tile 2kk */
-            split2(p[2], p[3], ph[kk][2 + hf], pl[kk][2 + hf]); /* n-tile 2kk + 1 */
-        });
+        float corr[2], o_scale[2];
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const float base = fwd_row_max<NT>(acc_s, row_m, hf, sl2, corr[hf]);
+            float top = -INFINITY;
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float y = fmaf(acc_s[n][hf * 2 + e], sl2, -base); /* log2 p */
+                    acc_s[n][hf * 2 + e] = y;
+                    top = fmaxf(top, y + (float)((int)((__float_as_uint(vc[n][e]) >> 23) & 0xff) - 127));
+                }
+            top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 1));
+            top = fmaxf(top, __shfl_xor_sync(0xffffffffu, top, 2));
+            /* G in [-100, 114] (V's exponents are clamped by scale_exp): both factors normal */
+            const int G = top == -INFINITY ? -100 : max((int)ceilf(top), -100);
+            const float up = pow2(P_SHIFT - G);
+            o_scale[hf] = pow2(G - P_SHIFT);
+            float sum = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < KV; kk++) {
+                float pp[4];
+#pragma unroll
+                for (int e4 = 0; e4 < 4; e4++) {
+                    const int n = 2 * kk + e4 / 2, e = e4 % 2;
+                    const float p = ex2(acc_s[n][hf * 2 + e]);
+                    sum += p;
+                    pp[e4] = p * vc[n][e] * up;
+                }
+                split2(pp[0], pp[1], ph[kk][hf], pl[kk][hf]);         /* n-tile 2kk */
+                split2(pp[2], pp[3], ph[kk][2 + hf], pl[kk][2 + hf]); /* n-tile 2kk + 1 */
+            }
+            row_l[hf] = row_l[hf] * corr[hf] + sum;
+        }
 
         /* this tile's P V, fresh: P_hi V_lo + P_lo V_hi + P_hi V_hi */
         float acc_t[DT][4];
@@ -375,7 +403,7 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
 #pragma unroll
         for (int dt = 0; dt < DT; dt++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) acc_o[dt][e] = fmaf(acc_o[dt][e], corr[e >> 1], acc_t[dt][e] * vi);
+            for (int e = 0; e < 4; e++) acc_o[dt][e] = fmaf(acc_o[dt][e], corr[e >> 1], acc_t[dt][e] * o_scale[e >> 1]);
         st ^= 1;
         j++;
     }

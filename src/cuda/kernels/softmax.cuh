@@ -53,20 +53,29 @@ __device__ __forceinline__ void fwd_mask_scores(const Args &a, float (&acc)[NT][
  * n-tile 2kk + 1 (the k16 step kk of the P V product). They are 2^shift P (the sum counts P):
  * the fp32-accurate forward scales P up for its fp16 halves. A row's scores of an n-tile sit in
  * the 4 lanes of a quad. */
+/* The running max of row hf (elements hf * 2, + 1 of each n-tile) moved to the new scores;
+ * corr = what O and l must be multiplied by; returns the max in base-2 units (0 for a row that
+ * has seen nothing yet), which P's exponents are taken from. */
+template <int NT>
+__device__ __forceinline__ float fwd_row_max(const float (&acc_s)[NT][4], float (&row_m)[2], int hf, float sl2,
+                                             float &corr) {
+    float mx = row_m[hf];
+#pragma unroll
+    for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(acc_s[n][hf * 2], acc_s[n][hf * 2 + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_use = mx == -INFINITY ? 0.0f : mx;
+    corr = ex2((row_m[hf] - m_use) * sl2);
+    row_m[hf] = mx;
+    return m_use * sl2;
+}
+
 template <int NT, typename Emit>
 __device__ __forceinline__ void fwd_softmax_rows(const float (&acc_s)[NT][4], float (&row_m)[2], float (&row_l)[2],
                                                  float (&corr)[2], float sl2, int shift, Emit &&emit) {
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
-        float mx = row_m[hf];
-#pragma unroll
-        for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(acc_s[n][hf * 2], acc_s[n][hf * 2 + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_use = mx == -INFINITY ? 0.0f : mx; /* a row with nothing seen yet */
-        corr[hf] = ex2((row_m[hf] - m_use) * sl2);
-        const float base = m_use * sl2 - (float)shift;
-        row_m[hf] = mx;
+        const float base = fwd_row_max<NT>(acc_s, row_m, hf, sl2, corr[hf]) - (float)shift;
         float sum = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < NT / 2; kk++) {
