@@ -55,11 +55,19 @@ bool positions_ok(const Args &a) {
     return a.seqlen_q <= big && a.seqlen_kv <= big && a.batch * a.seqlen_q <= big * 64;
 }
 
-/* fp32 q, k, v for the TF32 forward (fwd32.cuh): rows of whole 16-byte chunks; any output. */
+/* q, k, v each fp32, fp16 or bf16 with rows of whole 16-byte chunks, head dims multiples of 4: what
+ * the fp32-accurate Hopper forward (fwd32_sm90.cuh) reads. */
+bool split_ok(const Args &a) {
+    for (const mfa_cuda_tensor_t *t : {&a.q, &a.k, &a.v})
+        if ((t->dtype != MFA_DTYPE_F32 && t->dtype != MFA_DTYPE_F16 && t->dtype != MFA_DTYPE_BF16) ||
+            !rows16_ok(*t, t->dtype, a.varlen))
+            return false;
+    return a.head_dim_qk % 4 == 0 && a.head_dim_v % 4 == 0 && !a.block_mask && positions_ok(a);
+}
+
+/* fp32 q, k, v for the TF32 forward (fwd32.cuh): split_ok's rows, all three fp32; any output. */
 bool fwd32_ok(const Args &a) {
-    return rows16_ok(a.q, MFA_DTYPE_F32, a.varlen) && rows16_ok(a.k, MFA_DTYPE_F32, a.varlen) &&
-           rows16_ok(a.v, MFA_DTYPE_F32, a.varlen) && a.head_dim_qk % 4 == 0 && a.head_dim_v % 4 == 0 &&
-           !a.block_mask && positions_ok(a);
+    return a.q.dtype == MFA_DTYPE_F32 && a.k.dtype == MFA_DTYPE_F32 && a.v.dtype == MFA_DTYPE_F32 && split_ok(a);
 }
 
 /* The 16-bit input type the fast kernels can take, or -1. */
@@ -110,16 +118,6 @@ template <typename T> cudaError_t fwd_for(int64_t need, const Args &a, cudaStrea
     MFA_CUDA_FWD_INSTANCES(MFA_TRY_FWD)
 #undef MFA_TRY_FWD
     return cudaSuccess;
-}
-
-/* q, k, v each fp32, fp16 or bf16 with rows of whole 16-byte chunks, head dims multiples of 4: what
- * the fp32-accurate Hopper forward (fwd32_sm90.cuh) reads. */
-bool split_ok(const Args &a) {
-    for (const mfa_cuda_tensor_t *t : {&a.q, &a.k, &a.v})
-        if ((t->dtype != MFA_DTYPE_F32 && t->dtype != MFA_DTYPE_F16 && t->dtype != MFA_DTYPE_BF16) ||
-            !rows16_ok(*t, t->dtype, a.varlen))
-            return false;
-    return a.head_dim_qk % 4 == 0 && a.head_dim_v % 4 == 0 && !a.block_mask && positions_ok(a);
 }
 
 /* The workspace the fp32-accurate forward may take: MFA_CUDA_SPLIT_WS_KB KiB (default 1 GiB; the
