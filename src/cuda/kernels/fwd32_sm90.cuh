@@ -131,6 +131,19 @@ __device__ __forceinline__ void split8(const float (&x)[8], float sc, uint4 &hi,
     split2(x[6] * sc, x[7] * sc, hi.w, lo.w);
 }
 
+/* This thread's 8 elements of a row that CH adjacent lanes hold (every lane calls): scaled by the
+ * row's power of two and split into hi and lo; returns the inverse scale. */
+template <int CH> __device__ __forceinline__ float split_row8(const float (&x)[8], uint4 &hi, uint4 &lo) {
+    float m = 0.0f;
+#pragma unroll
+    for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(x[e]));
+#pragma unroll
+    for (int o = 1; o < CH; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    const int se = scale_exp(m);
+    split8(x, pow2(se), hi, lo);
+    return pow2(-se);
+}
+
 /* One block: key rows [BC t, BC t + BC) of one (sequence, kv head) of k (blockIdx.y = 0) or v
  * (1), each row with its own scale (its CH threads are adjacent lanes); each thread 8 consecutive
  * elements of a row (CH = D / 8 threads a row) in BC / (THREADS / CH) rounds. */
@@ -157,19 +170,13 @@ template <int D> __global__ void __launch_bounds__(THREADS) split_kernel(const _
         const char *row = (const char *)src.data + (s.tb * src.stride[0] + (s.k0 + i) * src.stride[1] + h * src.stride[2]) * esz;
         float x[8];
         load8(src, row, c, i < s.sk ? dvalid : 0, x);
-        float m = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(x[e]));
-#pragma unroll
-        for (int o = 1; o < CH; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        if (i >= s.sk) continue;
-        const int se = scale_exp(m);
         uint4 vh, vl;
-        split8(x, pow2(se), vh, vl);
+        const float row_inv = split_row8<CH>(x, vh, vl);
+        if (i >= s.sk) continue;
         const int64_t at = (h * L.tk + tok0 + r) * D + c * 8;
         *(uint4 *)(hi + at) = vh;
         *(uint4 *)(lo + at) = vl;
-        if (c == 0) inv[r] = pow2(-se);
+        if (c == 0) inv[r] = row_inv;
     }
 }
 
@@ -202,17 +209,11 @@ __device__ __forceinline__ void split_q(const Args &a, uint32_t stage, uint32_t 
             asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(w.x), "=r"(w.y), "=r"(w.z), "=r"(w.w) : "r"(at + 16));
         float xs[8];
         widen8(a.q.dtype, u, w, xs);
-        float m = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 8; e++) m = fmaxf(m, fabsf(xs[e]));
-#pragma unroll
-        for (int o = 1; o < CH; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        const int se = scale_exp(m);
         uint4 vh, vl;
-        split8(xs, pow2(se), vh, vl);
+        const float row_inv = split_row8<CH>(xs, vh, vl);
         asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(sQh + pnl<BR>(r, c)), "r"(vh.x), "r"(vh.y), "r"(vh.z), "r"(vh.w));
         asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(sQl + pnl<BR>(r, c)), "r"(vl.x), "r"(vl.y), "r"(vl.z), "r"(vl.w));
-        if (c == 0) q_inv[r] = pow2(-se);
+        if (c == 0) q_inv[r] = row_inv;
     }
 }
 
