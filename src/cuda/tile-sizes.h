@@ -101,9 +101,21 @@ template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS =
  * dP^T for half the queries (8 + 8); P^T, dS^T and dS meet in shared memory. 218 KiB.
  * One block an SM. Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC; dim split
  * also P^T, dS^T): 128 / 146 / 218 KiB. */
+#ifndef MFA_BWD90_DQ_WG
+#define MFA_BWD90_DQ_WG 1
+#endif
 template <int D> struct Bwd90Tile;
-template <> struct Bwd90Tile<64> { static constexpr int BC = 128, BR = 128, MINB = 1; static constexpr bool DIM_SPLIT = false; };
-template <> struct Bwd90Tile<128> { static constexpr int BC = 128, BR = 64, MINB = 1; static constexpr bool DIM_SPLIT = false; };
-template <> struct Bwd90Tile<256> { static constexpr int BC = 64, BR = 64, MINB = 1; static constexpr bool DIM_SPLIT = true; };
+template <> struct Bwd90Tile<64> {
+    static constexpr int BC = 128, BR = MFA_BWD90_DQ_WG ? 64 : 128, MINB = 1;
+    static constexpr bool DIM_SPLIT = false, DQ_WG = MFA_BWD90_DQ_WG;
+};
+template <> struct Bwd90Tile<128> {
+    static constexpr int BC = 128, BR = 64, MINB = 1;
+    static constexpr bool DIM_SPLIT = false, DQ_WG = false;
+};
+template <> struct Bwd90Tile<256> {
+    static constexpr int BC = 64, BR = 64, MINB = 1;
+    static constexpr bool DIM_SPLIT = true, DQ_WG = false;
+};
 
 #endif

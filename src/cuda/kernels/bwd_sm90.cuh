@@ -41,31 +41,114 @@ namespace mfa_bwd90 {
 template <typename T, int D> struct Bwd90 {
     static constexpr int BC = Bwd90Tile<D>::BC, BR = Bwd90Tile<D>::BR;
     static constexpr bool DIM_SPLIT = Bwd90Tile<D>::DIM_SPLIT;
-    /* two warpgroups: key split, 64 keys each (BC = 128); dim split, D / 2 dims of all BC = 64 keys */
-    static constexpr int THREADS = 256;
+    /* key split: a third warpgroup takes phase C (dQ = dS K and its reductions) off the two that
+     * own the keys, through a double-buffered dS and mbarriers */
+    static constexpr bool DQ_WG = Bwd90Tile<D>::DQ_WG;
+    /* two warpgroups: key split, 64 keys each (BC = 128); dim split, D / 2 dims of all BC = 64 keys;
+     * THREADS of them load the tiles; BLOCK_THREADS with the dQ warpgroup */
+    static constexpr int THREADS = 256, BLOCK_THREADS = DQ_WG ? 384 : 256;
+    /* registers a thread after setmaxnreg (the launch gives 168 to each of 384 threads): the dQ
+     * warpgroup holds one 64 x 64 fp32 accumulator */
+    static constexpr int DQ_REGS = 64, MAIN_REGS = 216;
+    static_assert(!DQ_WG || 2 * MAIN_REGS + DQ_REGS <= 3 * 168, "register pool");
     static constexpr int DW = DIM_SPLIT ? D / 2 : D; /* dK / dV dims a warpgroup holds */
     static constexpr int NQ = BR / 8, DT = DW / 8, KQ = D / 16, KB = BR / 16;
     /* phase C, dQ = dS K: the warpgroups split the queries (key split at BR = 128), else the dims
      * (a whole 64-column panel each or more), over all BC keys */
     static constexpr bool C_SPLIT_Q = !DIM_SPLIT && BR == 128;
-    static constexpr int NC = C_SPLIT_Q ? D : D / 2;
+    static constexpr int NC = C_SPLIT_Q || DQ_WG ? D : D / 2;
     static constexpr uint32_t K_BYTES = BC * D * 2, Q_BYTES = BR * D * 2, S_BYTES = BR * BC * 2;
     /* K, V; Q, dO twice; dS (dim split: also P^T and dS^T); lse and delta twice; 1 KiB of slack
      * to align the 8-row groups */
-    static constexpr int S_TILES = DIM_SPLIT ? 3 : 1;
-    /* key split: dQ's 2 x 64 rows of NC floats staged for the bulk reductions, rows padded by 16
-     * bytes (the C fragments' stores then meet at most two to a bank) */
+    static constexpr int S_TILES = DIM_SPLIT ? 3 : DQ_WG ? 2 : 1;
+    /* key split: dQ rows staged for the bulk reductions (2 x 64 rows of NC floats; with the dQ
+     * warpgroup BR rows of D), rows padded by 16 bytes (the C fragments' stores then meet at most
+     * two to a bank) */
     static constexpr int DQP = NC + 4;
-    static constexpr uint32_t DQ_BYTES = DIM_SPLIT ? 0 : 128 * DQP * 4;
+    static constexpr uint32_t DQ_BYTES = DIM_SPLIT ? 0 : (DQ_WG ? BR : 128) * DQP * 4;
+    /* dQ warpgroup: mbarriers dS[buf] full (256 arrivals) and empty (128) */
+    static constexpr uint32_t BAR_BYTES = DQ_WG ? 32 : 0;
     static constexpr size_t SMEM =
-        2 * K_BYTES + 4 * Q_BYTES + S_TILES * S_BYTES + 4 * BR * sizeof(float) + DQ_BYTES + 1024;
+        2 * K_BYTES + 4 * Q_BYTES + S_TILES * S_BYTES + 4 * BR * sizeof(float) + DQ_BYTES + BAR_BYTES + 1024;
     static_assert(D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES &&
                       (DIM_SPLIT ? BC == 64 && BR == 64 : BC == 128 && (BR == 64 || BR == 128)),
                   "tile shapes");
 };
 
+/* The dQ warpgroup (key split): per query tile of the walk, waits for dS[buf], computes
+ * dQ = dS K in 64 x 64 blocks, frees dS[buf], stages the rows in shared memory and adds them into
+ * the workspace with one bulk reduction a row. It walks the same tiles as the key warpgroups. */
 template <typename T, int D>
-__global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd90_kernel(const __grid_constant__ Args a) {
+__device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, int64_t b, int64_t hk, int64_t j0, int nk,
+                                                   uint32_t sK, uint32_t sS, uint32_t sDQ, uint32_t bars) {
+#if MFA_HAS_WGMMA
+    using K = Bwd90<T, D>;
+    constexpr int BC = K::BC, BR = K::BR;
+    regs_dec<K::DQ_REGS>();
+    if (a.deterministic) return; /* the generic dQ pass does it */
+    const int lane = threadIdx.x & 31, wi = (threadIdx.x >> 5) & 3, g = lane >> 2, t = lane & 3;
+    const int dqk = (int)a.head_dim_qk;
+    BwdWalk walk(a, s, j0, nk, BR, BC);
+    const int64_t h_end = (hk + 1) * a.group;
+    int64_t h = walk.t_first < walk.t_end ? hk * a.group : h_end;
+    const uint32_t rows = sDQ + wi * 16 * K::DQP * 4; /* this warp's 16 rows of each 64 */
+    for (int n = 0, tile = walk.t_start; h < h_end; n++) {
+        const int buf = n & 1;
+        const uint32_t dS = sS + buf * K::S_BYTES;
+        const int64_t i0 = (int64_t)tile * BR;
+        const int n_rows = (int)min((int64_t)BR, s.sq - i0);
+        mbar_wait(bars + buf * 8, (n >> 1) & 1);
+        bulk_wait_read(); /* this lane's reductions of the last tile are done reading its rows */
+        __syncwarp();
+#pragma unroll
+        for (int m = 0; m < BR / 64; m++)
+#pragma unroll
+            for (int p = 0; p < D / 64; p++) {
+                float acc[8][4];
+                wgmma_fence();
+#pragma unroll
+                for (int kk = 0; kk < BC / 16; kk++) {
+                    const int key0 = kk * 16;
+                    const uint64_t da = wgmma_desc(dS + (key0 >> 6) * BR * 128 + m * 64 * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
+                    const uint64_t db = wgmma_desc(sK + p * BC * 128 + key0 * 128, BC * 128, 1024);
+                    Wgmma<T, 64>::ss_tb(acc, da, db, kk > 0);
+                }
+                wgmma_commit();
+                wgmma_wait<0>();
+                wgmma_fence_regs(acc);
+                if (m == BR / 64 - 1 && p == D / 64 - 1) mbar_arrive(bars + 16 + buf * 8); /* dS[buf] read */
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+                    for (int c = 0; c < 8; c++)
+                        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
+                                         rows + ((m * 64 + g + hf * 8) * K::DQP + p * 64 + c * 8 + 2 * t) * 4),
+                                     "f"(acc[c][hf * 2]), "f"(acc[c][hf * 2 + 1]));
+            }
+        fence_proxy_async(); /* the generic proxy wrote what the async proxy reads */
+        __syncwarp();
+#pragma unroll
+        for (int m = 0; m < BR / 64; m++) {
+            const int r = m * 64 + wi * 16 + lane;
+            if (lane < 16 && r < n_rows) {
+                const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
+                bulk_red_add(a.dq_accum + (token * a.heads_q + h) * a.dq_pitch, rows + (m * 64 + lane) * K::DQP * 4,
+                             (uint32_t)min(D, dqk) * 4);
+            }
+        }
+        bulk_commit();
+        const int tile_next = walk.next(tile);
+        if (tile_next == walk.t_start) h++;
+        tile = tile_next;
+    }
+    bulk_wait();
+#else
+    (void)a, (void)s, (void)b, (void)hk, (void)j0, (void)nk, (void)sK, (void)sS, (void)sDQ, (void)bars;
+#endif
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB) bwd90_kernel(const __grid_constant__ Args a) {
 #if MFA_HAS_WGMMA
     using K = Bwd90<T, D>;
     constexpr int BC = K::BC, BR = K::BR, THREADS = K::THREADS, NQ = K::NQ, DT = K::DT, KQ = K::KQ, KB = K::KB;
@@ -76,6 +159,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
     const uint32_t sPt = sS + K::S_BYTES, sSt = sPt + K::S_BYTES; /* dim split: P^T, dS^T [keys][queries] */
     float *sStat = (float *)(smem + (sS + K::S_TILES * K::S_BYTES - smem_u32(smem))); /* [buf][lse BR | delta BR] */
     const uint32_t sDQ = sS + K::S_TILES * K::S_BYTES + 4 * BR * sizeof(float); /* key split: staged dQ rows */
+    const uint32_t bars = sDQ + K::DQ_BYTES; /* dQ warpgroup: full[2], then empty[2] */
 
     int64_t pair, key_tile;
     /* the dim split's 64-key blocks keep a head's blocks adjacent without a mask, with rotated
@@ -88,6 +172,17 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
     const int wg = warp >> 2, wi = warp & 3;
     const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
+    /* the key warpgroups meet among themselves (the dQ warpgroup runs on its own) */
+    auto sync_main = [] {
+        if constexpr (K::DQ_WG) bar_sync(1, K::THREADS); else __syncthreads();
+    };
+    if constexpr (K::DQ_WG) {
+        if (threadIdx.x == 0)
+            for (int i = 0; i < 4; i++) mbar_init(bars + i * 8, i < 2 ? K::THREADS : 128);
+        __syncthreads();
+        if (wg == 2) return bwd90_dq_warpgroup<T, D>(a, s, b, hk, j0, nk, sK, sS, sDQ, bars);
+        regs_inc<K::MAIN_REGS>();
+    }
 
     const T *kg = (const T *)a.k.data + s.tb * a.k.stride[0] + (s.k0 + j0) * a.k.stride[1] + hk * a.k.stride[2];
     const T *vg = (const T *)a.v.data + s.tb * a.v.stride[0] + (s.k0 + j0) * a.v.stride[1] + hk * a.v.stride[2];
@@ -116,7 +211,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
     cp_async_commit();
     /* this warp's first key row (of the block) and its warpgroup's first dK / dV dim */
     const int key_w = (K::DIM_SPLIT ? 0 : wg * 64) + wi * 16, dim_w = K::DIM_SPLIT ? wg * K::DW : 0;
-    for (int buf = 0; h < h_end; buf ^= 1) {
+    for (int it = 0, buf = 0; h < h_end; it++, buf ^= 1) {
         int64_t h_next = h;
         const int tile_next = walk.next(tile);
         if (tile_next == walk.t_start) h_next++;
@@ -127,7 +222,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
 
         cp_async_wait<0>();
         fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
-        __syncthreads();     /* this tile (and K, V) landed; every warp is done with the last tile */
+        sync_main();         /* this tile (and K, V) landed; every warp is done with the last tile */
         if (h_next < h_end) {
             if (h_next != h) head = BwdHead<T>(a, s, b, h_next);
             load_q(tile_next, buf ^ 1);
@@ -291,15 +386,18 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
         if (!a.deterministic) {
             /* dS^T -> dS[query][key] while B runs: matrix i of step kq is (hf = i & 1, n = 2kq + i / 2),
              * stored transposed, so its rows are queries 8n.. and a row's 8 keys one 16-byte chunk */
+            const uint32_t dS = K::DQ_WG ? sS + buf * K::S_BYTES : sS;
+            if constexpr (K::DQ_WG) mbar_wait(bars + 16 + buf * 8, ((it >> 1) & 1) ^ 1); /* dS[buf] read */
             const int mi = lane >> 3;
 #pragma unroll
             for (int kq = 0; kq < KB; kq++) {
                 const int q = (2 * kq + (mi >> 1)) * 8 + (lane & 7), chunk = (key_w >> 3) + (mi & 1);
-                stsm_x4_t(sS + pnl<BR>(q, chunk), ds[kq][0], ds[kq][1], ds[kq][2], ds[kq][3]);
+                stsm_x4_t(dS + pnl<BR>(q, chunk), ds[kq][0], ds[kq][1], ds[kq][2], ds[kq][3]);
             }
             fence_proxy_async();
+            if constexpr (K::DQ_WG) mbar_arrive(bars + buf * 8); /* dS[buf] complete */
         }
-        if (a.deterministic) {
+        if (K::DQ_WG || a.deterministic) {
             wgmma_wait<0>();
             h = h_next, tile = tile_next;
             continue;
@@ -359,7 +457,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
      * bwd.cuh), or element by element through the strides. */
     if (rows16_ok(a.dk, mfa_dtype_of<T>(), a.varlen) && rows16_ok(a.dv, mfa_dtype_of<T>(), a.varlen)) {
         const uint32_t sdK = sQ0, sdV = sQ0 + K::K_BYTES;
-        __syncthreads(); /* every warp is done with the last query tile */
+        sync_main(); /* every warp is done with the last query tile */
 #pragma unroll
         for (int hf = 0; hf < 2; hf++)
 #pragma unroll
@@ -370,7 +468,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
                 asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdK + off), "r"(kv));
                 asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sdV + off), "r"(vv));
             }
-        __syncthreads();
+        sync_main();
         bwd_store_dkdv<T, D, BC, THREADS, true>(a, s, j0, hk, nk, sdK, sdV);
         return;
     }
@@ -396,7 +494,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::THREADS, Bwd90Tile<D>::MINB) bwd9
 
 template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
     using K = Bwd90<T, D>;
-    return mfa_bwd::launch_passes<T, D>(a, stream, (const void *)bwd90_kernel<T, D>, K::BC, K::THREADS, K::SMEM);
+    return mfa_bwd::launch_passes<T, D>(a, stream, (const void *)bwd90_kernel<T, D>, K::BC, K::BLOCK_THREADS, K::SMEM);
 }
 
 } // namespace mfa_bwd90
