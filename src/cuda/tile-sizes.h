@@ -91,23 +91,24 @@ template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS =
 /* Backward on Hopper (bwd_sm90.cuh, wgmma): a block of BC keys walks query tiles of BR rows.
  * Key split (d64, d128): two warpgroups of 64 keys (BC = 128), each holding its keys' dK and dV
  * (D / 2 accumulators a thread each) and computing S^T, dP^T for them (BR / 2 each).
- * d64: BC = 128, BR = 128 (64 + 128 accumulators); dQ splits the queries (64 rows a warpgroup).
- * Measured worse on the H100 (fwd+bwd against FA2): BR = 64 (0.75-0.78x: tiles too small for their
- * two barriers and waits); BC = 64 with one warpgroup a block and two blocks an SM (0.60-0.89x:
- * twice the Q/dO reloads and dQ reductions of 128-key blocks).
- * d128: BC = 128, BR = 64 (128 + 64); dQ splits the dims (one 64-column panel a warpgroup).
+ * d64: BC = 128, BR = 64, and a third warpgroup for dQ (DQ_WG): the key warpgroups fit the 216
+ * registers setmaxnreg leaves them at BR = 64 (32 + 64 accumulators and P^T, dS^T), not at 128.
+ * fwd+bwd against FA2, H100, same run: 0.88-0.94x (BR = 128, two warpgroups, dQ in place) ->
+ * 0.96-1.15x. Measured worse before the dQ warpgroup: BR = 64 (0.75-0.78x: tiles too small for
+ * their two barriers and waits); BC = 64 with one warpgroup a block and two blocks an SM
+ * (0.60-0.89x: twice the Q/dO reloads and dQ reductions of 128-key blocks).
+ * d128: BC = 128, BR = 64 (128 + 64); dQ splits the dims (one 64-column panel a warpgroup). No
+ * dQ warpgroup: the key warpgroups need 240 registers (ptxas, 232 spills) and the dQ one at least
+ * 48 (it refuses 40), more than the 3 x 168 of the pool.
  * Dim split (d256: a key split would need 256 registers for dK and dV alone): BC = BR = 64, two
  * warpgroups, each holding dK, dV of all 64 keys for half the dims (64 + 64) and computing S^T,
  * dP^T for half the queries (8 + 8); P^T, dS^T and dS meet in shared memory. 218 KiB.
- * One block an SM. Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC; dim split
- * also P^T, dS^T): 128 / 146 / 218 KiB. */
-#ifndef MFA_BWD90_DQ_WG
-#define MFA_BWD90_DQ_WG 1
-#endif
+ * One block an SM. Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC; twice
+ * with the dQ warpgroup, and its staged dQ rows; dim split also P^T, dS^T): 115 / 146 / 218 KiB. */
 template <int D> struct Bwd90Tile;
 template <> struct Bwd90Tile<64> {
-    static constexpr int BC = 128, BR = MFA_BWD90_DQ_WG ? 64 : 128, MINB = 1;
-    static constexpr bool DIM_SPLIT = false, DQ_WG = MFA_BWD90_DQ_WG;
+    static constexpr int BC = 128, BR = 64, MINB = 1;
+    static constexpr bool DIM_SPLIT = false, DQ_WG = true;
 };
 template <> struct Bwd90Tile<128> {
     static constexpr int BC = 128, BR = 64, MINB = 1;

@@ -11,18 +11,28 @@
  *   B  dV_w += P^T dO, dK_w += dS^T Q      wgmma, P^T / dS^T from registers (their C layout is
  *                                           the A layout), dO / Q read transposed by descriptor
  *      dS^T -> shared memory as dS (stmatrix .trans), while B runs
- *   C  dQ = dS K                            wgmma from shared memory, queued behind B; fp32
- *                                           vector reductions into the workspace (BR = 128:
- *                                           warpgroup w takes queries 64w..; else dims 64w..)
+ *   C  dQ = dS K                            wgmma from shared memory into the fp32 workspace:
+ *      d64: by a third warpgroup (below); d128: by both, queued behind B (dims 64w..)
  * Dim split (d256: dK and dV of 64 keys would take 256 registers a thread): BC = BR = 64;
  * warpgroup w computes S^T, dP^T for queries 32w.. of all 64 keys, writes P^T, dS^T and dS to
  * shared memory, and after a barrier takes dims 128w.. of dV, dK and dQ, all three products with
  * both operands in shared memory.
  *
  * Two barriers a tile: the tile landed (and the last tile is done with the buffers), and dS
- * (dim split: P^T, dS^T, dS) is complete. Tiles use the 128-byte swizzle panel layout (ptx.cuh
- * pnl). The passes around the kernel (delta, dQ conversion) are bwd.cuh's. Compiled for sm_90a
- * only (MFA_HAS_WGMMA). */
+ * (dim split: P^T, dS^T, dS) is complete.
+ *
+ * The dQ warpgroup (d64): phase C is a third of the tile's products plus the reductions, and with
+ * both key warpgroups waiting for it the tensor cores idled through every softmax. A third
+ * warpgroup takes it: the key warpgroups write dS into one of two buffers and arrive on its
+ * `full` mbarrier; the dQ warpgroup computes dQ = dS K, arrives on `empty`, and adds the rows into
+ * the workspace by bulk reductions while the key warpgroups are already on the next tile. The
+ * key warpgroups keep the first barrier only (a named one among their 256 threads) and no
+ * longer meet the dQ warpgroup, which walks the same tiles on its own. setmaxnreg moves
+ * registers to the key warpgroups (216; the dQ warpgroup keeps 64 for one 64 x 64 accumulator);
+ * at d128 they would need 240, more than the pool leaves, so d128 keeps phase C in place.
+ *
+ * Tiles use the 128-byte swizzle panel layout (ptx.cuh pnl). The passes around the kernel
+ * (delta, dQ conversion) are bwd.cuh's. Compiled for sm_90a only (MFA_HAS_WGMMA). */
 #ifndef MFA_CUDA_BWD_SM90_CUH
 #define MFA_CUDA_BWD_SM90_CUH
 
@@ -47,23 +57,22 @@ template <typename T, int D> struct Bwd90 {
     /* two warpgroups: key split, 64 keys each (BC = 128); dim split, D / 2 dims of all BC = 64 keys;
      * THREADS of them load the tiles; BLOCK_THREADS with the dQ warpgroup */
     static constexpr int THREADS = 256, BLOCK_THREADS = DQ_WG ? 384 : 256;
-    /* registers a thread after setmaxnreg (the launch gives 168 to each of 384 threads): the dQ
-     * warpgroup holds one 64 x 64 fp32 accumulator */
+    /* registers a thread after setmaxnreg (the launch gives 168 to each of 384 threads, the pool
+     * the three share): the dQ warpgroup holds one 64 x 64 fp32 accumulator (ptxas refuses 56) */
     static constexpr int DQ_REGS = 64, MAIN_REGS = 216;
     static_assert(!DQ_WG || 2 * MAIN_REGS + DQ_REGS <= 3 * 168, "register pool");
     static constexpr int DW = DIM_SPLIT ? D / 2 : D; /* dK / dV dims a warpgroup holds */
     static constexpr int NQ = BR / 8, DT = DW / 8, KQ = D / 16, KB = BR / 16;
-    /* phase C, dQ = dS K: the warpgroups split the queries (key split at BR = 128), else the dims
-     * (a whole 64-column panel each or more), over all BC keys */
-    static constexpr bool C_SPLIT_Q = !DIM_SPLIT && BR == 128;
-    static constexpr int NC = C_SPLIT_Q || DQ_WG ? D : D / 2;
+    /* phase C, dQ = dS K over all BC keys: the dQ warpgroup takes all D dims; else each warpgroup
+     * a half (a whole 64-column panel or more) */
+    static constexpr int NC = DQ_WG ? D : D / 2;
     static constexpr uint32_t K_BYTES = BC * D * 2, Q_BYTES = BR * D * 2, S_BYTES = BR * BC * 2;
     /* K, V; Q, dO twice; dS (dim split: also P^T and dS^T); lse and delta twice; 1 KiB of slack
      * to align the 8-row groups */
     static constexpr int S_TILES = DIM_SPLIT ? 3 : DQ_WG ? 2 : 1;
-    /* key split: dQ rows staged for the bulk reductions (2 x 64 rows of NC floats; with the dQ
-     * warpgroup BR rows of D), rows padded by 16 bytes (the C fragments' stores then meet at most
-     * two to a bank) */
+    /* key split: dQ rows staged for the bulk reductions (2 x 64 rows of NC floats; the dQ
+     * warpgroup's BR rows of D), rows padded by 16 bytes (the C fragments' stores then meet at
+     * most two to a bank) */
     static constexpr int DQP = NC + 4;
     static constexpr uint32_t DQ_BYTES = DIM_SPLIT ? 0 : (DQ_WG ? BR : 128) * DQP * 4;
     /* dQ warpgroup: mbarriers dS[buf] full (256 arrivals) and empty (128) */
@@ -71,7 +80,7 @@ template <typename T, int D> struct Bwd90 {
     static constexpr size_t SMEM =
         2 * K_BYTES + 4 * Q_BYTES + S_TILES * S_BYTES + 4 * BR * sizeof(float) + DQ_BYTES + BAR_BYTES + 1024;
     static_assert(D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES &&
-                      (DIM_SPLIT ? BC == 64 && BR == 64 : BC == 128 && (BR == 64 || BR == 128)),
+                      (DIM_SPLIT ? BC == 64 && BR == 64 : BC == 128 && BR == 64),
                   "tile shapes");
 };
 
@@ -404,17 +413,16 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
         }
         __syncthreads(); /* dS complete (B may run on: C queues behind it) */
 
-        /* Phase C: dQ (64 x NC of it) = dS (64 x BC keys) K (BC x NC), into the workspace */
+        /* Phase C (d128): dQ (64 x NC of it) = dS (64 x BC keys) K (BC x NC), into the workspace */
         {
             constexpr int NCT = NC / 8;
-            const int n0 = K::C_SPLIT_Q ? 0 : wg * NC;
-            const int q0 = K::C_SPLIT_Q ? wg * 64 : 0; /* the first query row of this warpgroup's dQ */
+            const int n0 = wg * NC; /* the first dim of this warpgroup's dQ */
             float acc_q[NCT][4];
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < BC / 16; kk++) {
                 const int key0 = kk * 16;
-                const uint64_t da = wgmma_desc(sS + (key0 >> 6) * BR * 128 + q0 * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
+                const uint64_t da = wgmma_desc(sS + (key0 >> 6) * BR * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
                 const uint64_t db = wgmma_desc(sK + (n0 >> 6) * BC * 128 + key0 * 128, BC * 128, 1024);
                 Wgmma<T, NC>::ss_tb(acc_q, da, db, kk > 0);
             }
@@ -437,7 +445,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
                                  "f"(acc_q[n][hf * 2]), "f"(acc_q[n][hf * 2 + 1]));
             fence_proxy_async(); /* the generic proxy wrote what the async proxy reads */
             __syncwarp();
-            const int r = q0 + wi * 16 + lane;
+            const int r = wi * 16 + lane;
             if (lane < 16 && r < n_rows && n0 < dqk) {
                 const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
                 bulk_red_add(a.dq_accum + (token * a.heads_q + h) * a.dq_pitch + n0, rows + lane * K::DQP * 4,
