@@ -112,7 +112,7 @@ template <> struct Bwd90Tile<64> {
 };
 template <> struct Bwd90Tile<128> {
     static constexpr int BC = 128, BR = 64, MINB = 1;
-    static constexpr bool DIM_SPLIT = false, DQ_WG = false;
+    static constexpr bool DIM_SPLIT = false, DQ_WG = true;
 };
 template <> struct Bwd90Tile<256> {
     static constexpr int BC = 64, BR = 64, MINB = 1;

@@ -58,8 +58,13 @@ template <typename T, int D> struct Bwd90 {
      * THREADS of them load the tiles; BLOCK_THREADS with the dQ warpgroup */
     static constexpr int THREADS = 256, BLOCK_THREADS = DQ_WG ? 384 : 256;
     /* registers a thread after setmaxnreg (the launch gives 168 to each of 384 threads, the pool
-     * the three share): the dQ warpgroup holds one 64 x 64 fp32 accumulator (ptxas refuses 56) */
-    static constexpr int DQ_REGS = 64, MAIN_REGS = 216;
+     * the three share): the dQ warpgroup holds one 64 x DQ_N fp32 accumulator (ptxas needs more
+     * than 56 registers for it at DQ_N = 64, 48 at 32); the key warpgroups need 224 at d128 */
+    static constexpr int DQ_N = D >= 128 ? 32 : 64, DQ_REGS = DQ_N == 32 ? 48 : 64;
+    static constexpr int MAIN_REGS = (3 * 168 - DQ_REGS) / 2 / 8 * 8;
+    /* d128 with the dQ warpgroup: P^T and dS^T in one pass after both products (see phase A),
+     * which fits the 224 registers; d64 keeps the two-pass order, 3-7 % faster there (H100) */
+    static constexpr bool ONE_PASS = DQ_WG && D >= 128;
     static_assert(!DQ_WG || 2 * MAIN_REGS + DQ_REGS <= 3 * 168, "register pool");
     static constexpr int DW = DIM_SPLIT ? D / 2 : D; /* dK / dV dims a warpgroup holds */
     static constexpr int NQ = BR / 8, DT = DW / 8, KQ = D / 16, KB = BR / 16;
@@ -112,26 +117,28 @@ __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, 
 #pragma unroll
         for (int m = 0; m < BR / 64; m++)
 #pragma unroll
-            for (int p = 0; p < D / 64; p++) {
-                float acc[8][4];
+            for (int p = 0; p < D / K::DQ_N; p++) {
+                constexpr int NT = K::DQ_N / 8;
+                const int d0 = p * K::DQ_N; /* this product's first dim */
+                float acc[NT][4];
                 wgmma_fence();
 #pragma unroll
                 for (int kk = 0; kk < BC / 16; kk++) {
                     const int key0 = kk * 16;
                     const uint64_t da = wgmma_desc(dS + (key0 >> 6) * BR * 128 + m * 64 * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
-                    const uint64_t db = wgmma_desc(sK + p * BC * 128 + key0 * 128, BC * 128, 1024);
-                    Wgmma<T, 64>::ss_tb(acc, da, db, kk > 0);
+                    const uint64_t db = wgmma_desc(sK + (d0 >> 6) * BC * 128 + (d0 & 63) * 2 + key0 * 128, BC * 128, 1024);
+                    Wgmma<T, K::DQ_N>::ss_tb(acc, da, db, kk > 0);
                 }
                 wgmma_commit();
                 wgmma_wait<0>();
                 wgmma_fence_regs(acc);
-                if (m == BR / 64 - 1 && p == D / 64 - 1) mbar_arrive(bars + 16 + buf * 8); /* dS[buf] read */
+                if (m == BR / 64 - 1 && p == D / K::DQ_N - 1) mbar_arrive(bars + 16 + buf * 8); /* dS[buf] read */
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++)
 #pragma unroll
-                    for (int c = 0; c < 8; c++)
+                    for (int c = 0; c < NT; c++)
                         asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
-                                         rows + ((m * 64 + g + hf * 8) * K::DQP + p * 64 + c * 8 + 2 * t) * 4),
+                                         rows + ((m * 64 + g + hf * 8) * K::DQP + d0 + c * 8 + 2 * t) * 4),
                                      "f"(acc[c][hf * 2]), "f"(acc[c][hf * 2 + 1]));
             }
         fence_proxy_async(); /* the generic proxy wrote what the async proxy reads */
@@ -331,67 +338,106 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
                 }
             }
         } else {
-        /* Phase A: S^T and dP^T, keys 64wg.. x the tile's BR queries, as two commit groups so
-         * that P is computed, and dV += P^T dO issued, while dP^T still runs; k16 step ks reads
-         * 32 bytes into each 128-byte row of panel ks / 4 */
+        /* Phase A: S^T and dP^T, keys 64wg.. x the tile's BR queries; k16 step ks reads 32 bytes
+         * into each 128-byte row of panel ks / 4 */
         float acc_s[NQ][4], acc_p[NQ][4];
-        wgmma_fence();
+        uint32_t pp[KB][4], ds[KB][4]; /* P^T and dS^T as A fragments (ptx.cuh c_to_a) */
+        auto issue_a = [&](float (&acc)[NQ][4], uint32_t sKV, uint32_t sQO) {
 #pragma unroll
-        for (int ks = 0; ks < KQ; ks++) {
-            const uint32_t col = (ks & 3) * 32, kp = (ks >> 2) * BC * 128 + wg * 64 * 128, qp = (ks >> 2) * BR * 128;
-            Wgmma<T, BR>::ss(acc_s, wgmma_desc(sK + kp + col, 16, 1024), wgmma_desc(sQ + qp + col, 16, 1024), ks > 0);
-        }
-        wgmma_commit();
+            for (int ks = 0; ks < KQ; ks++) {
+                const uint32_t col = (ks & 3) * 32, kp = (ks >> 2) * BC * 128 + wg * 64 * 128, qp = (ks >> 2) * BR * 128;
+                Wgmma<T, BR>::ss(acc, wgmma_desc(sKV + kp + col, 16, 1024), wgmma_desc(sQO + qp + col, 16, 1024), ks > 0);
+            }
+            wgmma_commit();
+        };
+        /* P^T = 2^(S^T scale log2e - lse log2e) in place, masked */
+        auto softmax_p = [&](int n, int e) {
+            const int q = n * 8 + 2 * t + e; /* query column of this element */
+            int klo, khi; /* the block's keys this row sees (bwd_walk.cuh) */
+            bwd_row_keys(a, s, i0 + q, j0, BC, need_mask, klo, khi);
+            const float nl2 = -sL[q] * MFA_LOG2E;
 #pragma unroll
-        for (int ks = 0; ks < KQ; ks++) {
-            const uint32_t col = (ks & 3) * 32, kp = (ks >> 2) * BC * 128 + wg * 64 * 128, qp = (ks >> 2) * BR * 128;
-            Wgmma<T, BR>::ss(acc_p, wgmma_desc(sV + kp + col, 16, 1024), wgmma_desc(sO + qp + col, 16, 1024), ks > 0);
-        }
-        wgmma_commit();
-        wgmma_wait<1>(); /* S^T */
-        wgmma_fence_regs(acc_s);
+            for (int hf = 0; hf < 2; hf++) {
+                const int kl = key_w + g + hf * 8;
+                const float x = kl >= klo && kl < khi ? fmaf(acc_s[n][hf * 2 + e], sl2, nl2) : -INFINITY;
+                acc_s[n][hf * 2 + e] = ex2(x);
+            }
+        };
+        if constexpr (K::ONE_PASS) {
+            /* dP^T first, then S^T: P^T and dS^T come out of one pass, element by element, so
+             * the fp32 S^T and dP^T die as their 16-bit fragments appear (at d128 the two-pass
+             * order below needs 240 registers); the other warpgroups fill the tensor cores
+             * meanwhile */
+            wgmma_fence();
+            issue_a(acc_p, sV, sO);
+            issue_a(acc_s, sK, sQ);
+            wgmma_wait<1>(); /* dP^T */
+            wgmma_fence_regs(acc_p);
 #pragma unroll
-        for (int n = 0; n < NQ; n++)
+            for (int n = 0; n < NQ; n++)
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int q = n * 8 + 2 * t + e; /* query column of this element */
-                int klo, khi; /* the block's keys this row sees (bwd_walk.cuh) */
-                bwd_row_keys(a, s, i0 + q, j0, BC, need_mask, klo, khi);
-                const float nl2 = -sL[q] * MFA_LOG2E;
+                for (int e = 0; e < 2; e++) {
+                    const float dl = sDl[n * 8 + 2 * t + e];
 #pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    const int kl = key_w + g + hf * 8;
-                    const float x = kl >= klo && kl < khi ? fmaf(acc_s[n][hf * 2 + e], sl2, nl2) : -INFINITY;
-                    acc_s[n][hf * 2 + e] = ex2(x);
+                    for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] -= dl;
                 }
+            wgmma_wait<0>(); /* S^T */
+            wgmma_fence_regs(acc_s);
+#pragma unroll
+            for (int n = 0; n < NQ; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    softmax_p(n, e);
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] *= acc_s[n][hf * 2 + e];
+                }
+            c_to_a<T>(acc_s, pp);
+            c_to_a<T>(acc_p, ds);
+            /* Phase B: dV += P^T dO, dK += dS^T Q (k16 step kq: queries 16kq.., both 8-row groups) */
+            wgmma_fence();
+#pragma unroll
+            for (int kq = 0; kq < KB; kq++) {
+                Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc(sO + kq * 16 * 128, BR * 128, 1024), true);
+                Wgmma<T, D>::rs(acc_dk, ds[kq], wgmma_desc(sQ + kq * 16 * 128, BR * 128, 1024), true);
             }
-        /* P^T and dS^T as A fragments (ptx.cuh c_to_a) */
-        uint32_t pp[KB][4], ds[KB][4];
-        c_to_a<T>(acc_s, pp);
-        /* Phase B, first half: dV += P^T dO (k16 step kq: queries 16kq.., both 8-row groups) */
-        wgmma_fence();
+            wgmma_commit();
+        } else {
+            /* S^T and dP^T as two commit groups, so that P is computed, and dV += P^T dO issued,
+             * while dP^T still runs */
+            wgmma_fence();
+            issue_a(acc_s, sK, sQ);
+            issue_a(acc_p, sV, sO);
+            wgmma_wait<1>(); /* S^T */
+            wgmma_fence_regs(acc_s);
 #pragma unroll
-        for (int kq = 0; kq < KB; kq++)
-            Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc(sO + kq * 16 * 128, BR * 128, 1024), true);
-        wgmma_commit();
-        wgmma_wait<1>(); /* dP^T (dV may run on) */
-        wgmma_fence_regs(acc_p);
+            for (int n = 0; n < NQ; n++)
 #pragma unroll
-        for (int n = 0; n < NQ; n++)
+                for (int e = 0; e < 2; e++) softmax_p(n, e);
+            c_to_a<T>(acc_s, pp);
+            /* Phase B, first half: dV += P^T dO (k16 step kq: queries 16kq.., both 8-row groups) */
+            wgmma_fence();
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const float dl = sDl[n * 8 + 2 * t + e];
+            for (int kq = 0; kq < KB; kq++)
+                Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc(sO + kq * 16 * 128, BR * 128, 1024), true);
+            wgmma_commit();
+            wgmma_wait<1>(); /* dP^T (dV may run on) */
+            wgmma_fence_regs(acc_p);
 #pragma unroll
-                for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] = acc_s[n][hf * 2 + e] * (acc_p[n][hf * 2 + e] - dl);
-            }
-        c_to_a<T>(acc_p, ds);
-
-        /* Phase B, second half: dK += dS^T Q */
-        wgmma_fence();
+            for (int n = 0; n < NQ; n++)
 #pragma unroll
-        for (int kq = 0; kq < KB; kq++)
-            Wgmma<T, D>::rs(acc_dk, ds[kq], wgmma_desc(sQ + kq * 16 * 128, BR * 128, 1024), true);
-        wgmma_commit();
+                for (int e = 0; e < 2; e++) {
+                    const float dl = sDl[n * 8 + 2 * t + e];
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] = acc_s[n][hf * 2 + e] * (acc_p[n][hf * 2 + e] - dl);
+                }
+            c_to_a<T>(acc_p, ds);
+            /* Phase B, second half: dK += dS^T Q */
+            wgmma_fence();
+#pragma unroll
+            for (int kq = 0; kq < KB; kq++)
+                Wgmma<T, D>::rs(acc_dk, ds[kq], wgmma_desc(sQ + kq * 16 * 128, BR * 128, 1024), true);
+            wgmma_commit();
+        }
         if (!a.deterministic) {
             /* dS^T -> dS[query][key] while B runs: matrix i of step kq is (hf = i & 1, n = 2kq + i / 2),
              * stored transposed, so its rows are queries 8n.. and a row's 8 keys one 16-byte chunk */
