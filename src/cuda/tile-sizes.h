@@ -97,14 +97,14 @@ template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS =
  * 0.96-1.15x. Measured worse before the dQ warpgroup: BR = 64 (0.75-0.78x: tiles too small for
  * their two barriers and waits); BC = 64 with one warpgroup a block and two blocks an SM
  * (0.60-0.89x: twice the Q/dO reloads and dQ reductions of 128-key blocks).
- * d128: BC = 128, BR = 64 (128 + 64); dQ splits the dims (one 64-column panel a warpgroup). No
- * dQ warpgroup: the key warpgroups need 240 registers (ptxas, 232 spills) and the dQ one at least
- * 48 (it refuses 40), more than the 3 x 168 of the pool.
+ * d128: BC = 128, BR = 64 (128 + 64), the dQ warpgroup too: its key warpgroups make P^T and dS^T
+ * in one pass (240 registers in the two-pass order, 224 in this one), the dQ warpgroup works 32
+ * dims at a time (48 registers): 0.99-1.14x -> 1.08-1.28x FA2 fwd+bwd.
  * Dim split (d256: a key split would need 256 registers for dK and dV alone): BC = BR = 64, two
  * warpgroups, each holding dK, dV of all 64 keys for half the dims (64 + 64) and computing S^T,
  * dP^T for half the queries (8 + 8); P^T, dS^T and dS meet in shared memory. 218 KiB.
  * One block an SM. Shared memory: K, V (BC x D), Q and dO twice (BR x D), dS (BR x BC; twice
- * with the dQ warpgroup, and its staged dQ rows; dim split also P^T, dS^T): 115 / 146 / 218 KiB. */
+ * with the dQ warpgroup, and its staged dQ rows; dim split also P^T, dS^T): 115 / 194 / 218 KiB. */
 template <int D> struct Bwd90Tile;
 template <> struct Bwd90Tile<64> {
     static constexpr int BC = 128, BR = 64, MINB = 1;

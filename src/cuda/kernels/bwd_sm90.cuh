@@ -11,25 +11,28 @@
  *   B  dV_w += P^T dO, dK_w += dS^T Q      wgmma, P^T / dS^T from registers (their C layout is
  *                                           the A layout), dO / Q read transposed by descriptor
  *      dS^T -> shared memory as dS (stmatrix .trans), while B runs
- *   C  dQ = dS K                            wgmma from shared memory into the fp32 workspace:
- *      d64: by a third warpgroup (below); d128: by both, queued behind B (dims 64w..)
+ *   C  dQ = dS K                            wgmma from shared memory into the fp32 workspace,
+ *                                           by a third warpgroup (below)
  * Dim split (d256: dK and dV of 64 keys would take 256 registers a thread): BC = BR = 64;
  * warpgroup w computes S^T, dP^T for queries 32w.. of all 64 keys, writes P^T, dS^T and dS to
  * shared memory, and after a barrier takes dims 128w.. of dV, dK and dQ, all three products with
  * both operands in shared memory.
  *
- * Two barriers a tile: the tile landed (and the last tile is done with the buffers), and dS
- * (dim split: P^T, dS^T, dS) is complete.
+ * Dim split: two barriers a tile, the tile landed (and the last tile is done with the buffers),
+ * and P^T, dS^T, dS are complete. Key split: the first only (below).
  *
- * The dQ warpgroup (d64): phase C is a third of the tile's products plus the reductions, and with
+ * The dQ warpgroup: phase C is a fifth of the tile's products plus the reductions, and with
  * both key warpgroups waiting for it the tensor cores idled through every softmax. A third
  * warpgroup takes it: the key warpgroups write dS into one of two buffers and arrive on its
  * `full` mbarrier; the dQ warpgroup computes dQ = dS K, arrives on `empty`, and adds the rows into
  * the workspace by bulk reductions while the key warpgroups are already on the next tile. The
  * key warpgroups keep the first barrier only (a named one among their 256 threads) and no
  * longer meet the dQ warpgroup, which walks the same tiles on its own. setmaxnreg moves
- * registers to the key warpgroups (216; the dQ warpgroup keeps 64 for one 64 x 64 accumulator);
- * at d128 they would need 240, more than the pool leaves, so d128 keeps phase C in place.
+ * registers to the key warpgroups (d64 216, d128 224; the dQ warpgroup keeps 64 for a 64 x 64
+ * accumulator, or 48 for 64 x 32). At d128 the key warpgroups fit 224 only with phase A's P^T
+ * and dS^T made in one pass (ONE_PASS). Without the dQ warpgroup (a build with DQ_WG off in
+ * tile-sizes.h) the two key warpgroups queue phase C behind B themselves (dims 64w..) and meet
+ * at a second barrier once dS is complete.
  *
  * Tiles use the 128-byte swizzle panel layout (ptx.cuh pnl). The passes around the kernel
  * (delta, dQ conversion) are bwd.cuh's. Compiled for sm_90a only (MFA_HAS_WGMMA). */
