@@ -100,6 +100,13 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
                  : "memory");
 #endif
 }
+/* The mbarrier gets one arrival once all of this thread's earlier cp.async copies have landed
+ * (.noinc: the arrival is one of the `count` the barrier was initialised with). */
+__device__ __forceinline__ void cp_async_mbar_arrive(uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+#endif
+}
 /* Named barrier `id` (1..15; 0 is __syncthreads'): waits until `n` threads (a multiple of 32)
  * have reached it, so a subset of the block's warps can meet without the others. */
 __device__ __forceinline__ void bar_sync(uint32_t id, uint32_t n) {

@@ -37,9 +37,9 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * SM (MINB = 2: at most 128 registers) and one block's softmax overlaps the other's products.
  * d128: BC = 128 (64 + 64), 160 KiB. d256: BC = 64 (32 + 128), 192 KiB. One block per SM. */
 template <int D> struct Fwd90Tile;
-template <> struct Fwd90Tile<64> { static constexpr int BR = 128, BC = 64, MINB = 2; };
-template <> struct Fwd90Tile<128> { static constexpr int BR = 128, BC = 128, MINB = 1; };
-template <> struct Fwd90Tile<256> { static constexpr int BR = 128, BC = 64, MINB = 1; };
+template <> struct Fwd90Tile<64> { static constexpr int BR = 128, BC = 64, MINB = 2; static constexpr bool PRODUCER = false; };
+template <> struct Fwd90Tile<128> { static constexpr int BR = 128, BC = 128, MINB = 1; static constexpr bool PRODUCER = true; };
+template <> struct Fwd90Tile<256> { static constexpr int BR = 128, BC = 64, MINB = 1; static constexpr bool PRODUCER = false; };
 
 /* Forward, fp32 inputs (fwd32.cuh, TF32 mma.sync m16n8k8): tiles hold fp32, so shared memory,
  * not registers, is the limit: (BR + 2 BC) x (D + 4) x 4 bytes. 8 warps of 16 rows each: a thread

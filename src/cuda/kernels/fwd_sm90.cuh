@@ -25,16 +25,23 @@
 namespace mfa_fwd90 {
 
 template <typename T, int D> struct Fwd90 {
+    /* THREADS: the two warpgroups that compute; with PRODUCER a third loads Q, K and V */
     static constexpr int BR = Fwd90Tile<D>::BR, BC = Fwd90Tile<D>::BC, THREADS = BR / 16 * 32;
+    static constexpr bool PRODUCER = Fwd90Tile<D>::PRODUCER;
+    static constexpr int LOADERS = PRODUCER ? 128 : THREADS, BLOCK_THREADS = THREADS + (PRODUCER ? 128 : 0);
+    /* setmaxnreg: the launch gives 168 registers to each of 384 threads; the producer keeps few */
+    static constexpr int LOAD_REGS = 24, MMA_REGS = (3 * 168 - LOAD_REGS) / 2 / 8 * 8;
     static constexpr int NT = BC / 8, DT = D / 8, KQ = D / 16, KV = BC / 16;
     static constexpr uint32_t Q_BYTES = BR * D * 2, T_BYTES = BC * D * 2; /* Q; one K or V tile */
+    /* producer: mbarriers Q full, [K | V] stage full (x2), stage empty (x2) */
+    static constexpr uint32_t BAR_BYTES = PRODUCER ? 40 : 0;
     /* Q, then two stages of [K | V]; 1 KiB of slack to align the swizzle's 8-row groups */
-    static constexpr size_t SMEM = Q_BYTES + 4 * T_BYTES + 1024;
+    static constexpr size_t SMEM = Q_BYTES + 4 * T_BYTES + BAR_BYTES + 1024;
     static_assert(D % 64 == 0 && BR == 128 && BC % 16 == 0 && 2 * BC >= BR, "tile shapes");
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd90_kernel(const __grid_constant__ Args a) {
+__global__ void __launch_bounds__(Fwd90<T, D>::BLOCK_THREADS, Fwd90Tile<D>::MINB) fwd90_kernel(const __grid_constant__ Args a) {
 #if MFA_HAS_WGMMA
     using K = Fwd90<T, D>;
     constexpr int BR = K::BR, BC = K::BC, THREADS = K::THREADS, NT = K::NT, DT = K::DT, KQ = K::KQ, KV = K::KV;
@@ -54,19 +61,50 @@ __global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd9
     const T *kg = (const T *)a.k.data + s.tb * a.k.stride[0] + s.k0 * a.k.stride[1] + hk * a.k.stride[2];
     const T *vg = (const T *)a.v.data + s.tb * a.v.stride[0] + s.k0 * a.v.stride[1] + hk * a.v.stride[2];
     const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
+    constexpr int LOADERS = K::LOADERS;
+    const int tid = K::PRODUCER ? (int)threadIdx.x - THREADS : (int)threadIdx.x; /* among the loaders */
     auto load_kv = [&](int64_t jt, uint32_t stage) {
         const int64_t j0 = jt * BC;
         const int nk = (int)min((int64_t)BC, s.sk - j0);
-        load_tile<T, D, BC, THREADS, true>(stage, kg + j0 * a.k.stride[1], a.k.stride[1], nk, dqk, (const T *)a.k.data);
-        load_tile<T, D, BC, THREADS, true>(stage + K::T_BYTES, vg + j0 * a.v.stride[1], a.v.stride[1], nk, dv,
-                                           (const T *)a.v.data);
+        load_tile<T, D, BC, LOADERS, true>(stage, kg + j0 * a.k.stride[1], a.k.stride[1], nk, dqk, (const T *)a.k.data, tid);
+        load_tile<T, D, BC, LOADERS, true>(stage + K::T_BYTES, vg + j0 * a.v.stride[1], a.v.stride[1], nk, dv,
+                                           (const T *)a.v.data, tid);
     };
 
     const int64_t j_end = (keys.hi + BC - 1) / BC;
     int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
-    load_tile<T, D, BR, THREADS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data);
-    if (j < j_end) load_kv(j, sKV);
-    cp_async_commit();
+    /* producer: Q full, stage st full at bars + 8 + 8 st, empty at bars + 24 + 8 st */
+    const uint32_t bars = sKV + 4 * K::T_BYTES;
+    if constexpr (K::PRODUCER) {
+        /* The producer warpgroup loads Q once and then K, V tile by tile into the stage the
+         * computing warpgroups last released, and each tile's arrival is an mbarrier phase: the
+         * two computing warpgroups meet neither the producer nor each other, so one's softmax
+         * can run under the other's products. */
+        if (threadIdx.x == 0) {
+            mbar_init(bars, LOADERS);
+            for (int st = 0; st < 2; st++) mbar_init(bars + 8 + 8 * st, LOADERS), mbar_init(bars + 24 + 8 * st, THREADS);
+        }
+        __syncthreads();
+        if (wg == 2) {
+            regs_dec<K::LOAD_REGS>();
+            load_tile<T, D, BR, LOADERS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data, tid);
+            cp_async_mbar_arrive(bars);
+            for (int n = 0; j < j_end; n++, j++) {
+                const int st = n & 1;
+                mbar_wait(bars + 24 + 8 * st, ((n >> 1) & 1) ^ 1); /* both warpgroups are done with it */
+                load_kv(j, sKV + st * 2 * K::T_BYTES);
+                cp_async_mbar_arrive(bars + 8 + 8 * st);
+            }
+            cp_async_wait<0>();
+            return;
+        }
+        regs_inc<K::MMA_REGS>();
+        mbar_wait(bars, 0); /* Q landed */
+    } else {
+        load_tile<T, D, BR, THREADS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data);
+        if (j < j_end) load_kv(j, sKV);
+        cp_async_commit();
+    }
 
     float acc_o[DT][4];
 #pragma unroll
@@ -78,13 +116,18 @@ __global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd9
     const float sl2 = xform ? 1.0f : a.scale_log2;
 
     uint32_t st = 0; /* the stage holding tile j */
-    while (j < j_end) {
+    for (int n = 0; j < j_end; n++) {
         const int64_t j0 = j * BC;
-        cp_async_wait<0>();
-        fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
-        __syncthreads();     /* tile j landed; every warpgroup is done with tile j - 1 (the other stage) */
-        if (j + 1 < j_end) load_kv(j + 1, sKV + (st ^ 1) * 2 * K::T_BYTES);
-        cp_async_commit();
+        if constexpr (K::PRODUCER) {
+            mbar_wait(bars + 8 + 8 * st, (n >> 1) & 1); /* tile j landed */
+            fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
+        } else {
+            cp_async_wait<0>();
+            fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
+            __syncthreads();     /* tile j landed; every warpgroup is done with tile j - 1 (the other stage) */
+            if (j + 1 < j_end) load_kv(j + 1, sKV + (st ^ 1) * 2 * K::T_BYTES);
+            cp_async_commit();
+        }
         const uint32_t sK = sKV + st * 2 * K::T_BYTES, sV = sK + K::T_BYTES;
 
         /* S = Q K^T: k16 step ks reads 32 bytes into each 128-byte row of panel ks / 4 */
@@ -114,14 +157,16 @@ __global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd9
         wgmma_commit();
         wgmma_wait<0>();
         wgmma_fence_regs(acc_o);
+        if constexpr (K::PRODUCER) mbar_arrive(bars + 24 + 8 * st); /* this warpgroup is done with the stage */
         st ^= 1;
         j++;
     }
     cp_async_wait<0>();
 
     /* Epilogue: as fwd.cuh's, staged in the stage no warpgroup reads any more (stage st: its last
-     * reader finished before the last iteration's barrier; nothing loads into it). */
-    const uint32_t sO = sKV + st * 2 * K::T_BYTES;
+     * reader finished before the last iteration's barrier; nothing loads into it); with the
+     * producer, in the warpgroup's own rows of Q, which only its own products read. */
+    const uint32_t sO = K::PRODUCER ? sQ : sKV + st * 2 * K::T_BYTES;
     const bool vec_o = rows16_ok(a.o, mfa_dtype_of<T>(), a.varlen);
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
@@ -152,8 +197,8 @@ __global__ void __launch_bounds__(Fwd90<T, D>::THREADS, Fwd90Tile<D>::MINB) fwd9
 
 template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
     using K = Fwd90<T, D>;
-    return mfa_launch((const void *)fwd90_kernel<T, D>, a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR), K::THREADS,
-                      K::SMEM, a, stream);
+    return mfa_launch((const void *)fwd90_kernel<T, D>, a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR),
+                      K::BLOCK_THREADS, K::SMEM, a, stream);
 }
 
 } // namespace mfa_fwd90

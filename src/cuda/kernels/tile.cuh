@@ -10,16 +10,17 @@
 #include "../ptx.cuh"
 
 /* cp.async of ROWS rows (n_valid of them real) of `d_valid` elements into a swizzled tile; the
- * rest of the tile (rows, and dims up to D) is zero-filled. Thread x copies chunk x % CHP of rows
- * x / CHP + k * RSTEP, so its source pointer and destination advance by constants. */
+ * rest of the tile (rows, and dims up to D) is zero-filled. Thread x (tid: 0..THREADS-1, the
+ * thread index unless a subset of the block loads) copies chunk x % CHP of rows x / CHP + k * RSTEP,
+ * so its source pointer and destination advance by constants. */
 template <typename T, int D, int ROWS, int THREADS, bool PANEL = false>
 __device__ __forceinline__ void load_tile(uint32_t s, const T *g, int64_t row_stride, int n_valid, int d_valid,
-                                          const T *any_valid) {
+                                          const T *any_valid, int tid = (int)threadIdx.x) {
     constexpr int DP = (D + 63) / 64 * 64, CH = D / 8;
     constexpr int CHP = CH <= 4 ? 4 : CH <= 8 ? 8 : CH <= 16 ? 16 : 32; /* chunks a row, power of 2 */
     constexpr int RSTEP = THREADS / CHP;
     static_assert(RSTEP % 8 == 0 && ROWS % RSTEP == 0, "a thread's rows keep their swizzle phase");
-    const int c = threadIdx.x % CHP, r0 = threadIdx.x / CHP;
+    const int c = tid % CHP, r0 = tid / CHP;
     if (c >= CH) return;
     const bool col_ok = c * 8 < d_valid;
     const T *src = g + r0 * row_stride + c * 8;
