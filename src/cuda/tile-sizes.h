@@ -35,11 +35,15 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * through descriptors, so registers hold only accumulators: S (BC / 2 a thread), O (D / 2) and P
  * (BC / 4 packed). d64: BC = 64 (32 + 32 accumulators, 48 KiB smem) so that two blocks share an
  * SM (MINB = 2: at most 128 registers) and one block's softmax overlaps the other's products.
- * d128: BC = 128 (64 + 64), 160 KiB. d256: BC = 64 (32 + 128), 192 KiB. One block per SM. */
+ * d128: BC = 128 (64 + 64), 160 KiB. d256: BC = 64 (32 + 128), 192 KiB. One block per SM.
+ * PRODUCER: a third warpgroup loads the tiles (mbarrier stages; setmaxnreg 240 / 240 / 24), so the
+ * two that compute never meet at a barrier: H100, same run, d128 fwd 1.14-1.40x -> 1.27-1.60x
+ * FA2, d256 1.29-1.68x -> 1.43-1.94x. d64 keeps two blocks an SM without it: with it, one block
+ * of 128 x 128 tiles, S = 1k went 1.15-1.21x -> 0.97-1.06x (S = 4k/16k the same). */
 template <int D> struct Fwd90Tile;
 template <> struct Fwd90Tile<64> { static constexpr int BR = 128, BC = 64, MINB = 2; static constexpr bool PRODUCER = false; };
 template <> struct Fwd90Tile<128> { static constexpr int BR = 128, BC = 128, MINB = 1; static constexpr bool PRODUCER = true; };
-template <> struct Fwd90Tile<256> { static constexpr int BR = 128, BC = 64, MINB = 1; static constexpr bool PRODUCER = false; };
+template <> struct Fwd90Tile<256> { static constexpr int BR = 128, BC = 64, MINB = 1; static constexpr bool PRODUCER = true; };
 
 /* Forward, fp32 inputs (fwd32.cuh, TF32 mma.sync m16n8k8): tiles hold fp32, so shared memory,
  * not registers, is the limit: (BR + 2 BC) x (D + 4) x 4 bytes. 8 warps of 16 rows each: a thread

@@ -19,7 +19,17 @@ __device__ __forceinline__ void load_tile(uint32_t s, const T *g, int64_t row_st
     constexpr int DP = (D + 63) / 64 * 64, CH = D / 8;
     constexpr int CHP = CH <= 4 ? 4 : CH <= 8 ? 8 : CH <= 16 ? 16 : 32; /* chunks a row, power of 2 */
     constexpr int RSTEP = THREADS / CHP;
-    static_assert(RSTEP % 8 == 0 && ROWS % RSTEP == 0, "a thread's rows keep their swizzle phase");
+    if constexpr (PANEL && D > 64 && RSTEP < 8) {
+        /* too few threads for a thread's rows to keep their swizzle phase: two halves of whole
+         * panels (d256 by one warpgroup) */
+        constexpr int H = D / 2;
+        load_tile<T, H, ROWS, THREADS, true>(s, g, row_stride, n_valid, d_valid, any_valid, tid);
+        load_tile<T, H, ROWS, THREADS, true>(s + H / 64 * ROWS * 128, g + H, row_stride, n_valid, d_valid - H, any_valid,
+                                             tid);
+        return;
+    } else {
+        static_assert(RSTEP % 8 == 0 && ROWS % RSTEP == 0, "a thread's rows keep their swizzle phase");
+    }
     const int c = tid % CHP, r0 = tid / CHP;
     if (c >= CH) return;
     const bool col_ok = c * 8 < d_valid;
