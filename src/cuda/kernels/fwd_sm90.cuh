@@ -7,7 +7,9 @@
  *     O += P V_j       wgmma, P from registers (C fragments are A fragments), V_j from shared
  *                      memory read transposed by the descriptor
  * Tiles sit in shared memory in the 128-byte swizzle layout (ptx.cuh pnl: 64-column panels);
- * K_{j+1}, V_{j+1} load by cp.async into the second stage while tile j computes. Everything else
+ * K_{j+1}, V_{j+1} load by cp.async into the second stage while tile j computes: at d128 / d256
+ * (PRODUCER) by a third warpgroup, with mbarriers between it and the two that compute (see the
+ * kernel), else by all threads around one block-wide barrier a tile. Everything else
  * (masks, softcap, dense bias, GQA, varlen, LSE, outputs) is fwd.cuh's, through the same helpers.
  * Compiled for sm_90a only (MFA_HAS_WGMMA); the dispatcher calls it on compute capability 9.0. */
 #ifndef MFA_CUDA_FWD_SM90_CUH
