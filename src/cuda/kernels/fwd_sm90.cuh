@@ -97,6 +97,7 @@ __global__ void __launch_bounds__(Fwd90<T, D>::BLOCK_THREADS, Fwd90Tile<D>::MINB
                 load_kv(j, sKV + st * 2 * K::T_BYTES);
                 cp_async_mbar_arrive(bars + 8 + 8 * st);
             }
+            cp_async_commit(); /* with the wait: cp.async.wait_all, so no copy is in flight when it exits */
             cp_async_wait<0>();
             return;
         }
