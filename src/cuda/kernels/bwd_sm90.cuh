@@ -93,7 +93,7 @@ template <typename T, int D> struct Bwd90 {
 };
 
 /* The dQ warpgroup (key split): per query tile of the walk, waits for dS[buf], computes
- * dQ = dS K in 64 x 64 blocks, frees dS[buf], stages the rows in shared memory and adds them into
+ * dQ = dS K in 64 x DQ_N blocks, frees dS[buf], stages the rows in shared memory and adds them into
  * the workspace with one bulk reduction a row. It walks the same tiles as the key warpgroups. */
 template <typename T, int D>
 __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, int64_t b, int64_t hk, int64_t j0, int nk,
@@ -129,6 +129,8 @@ __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, 
                 for (int kk = 0; kk < BC / 16; kk++) {
                     const int key0 = kk * 16;
                     const uint64_t da = wgmma_desc(dS + (key0 >> 6) * BR * 128 + m * 64 * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
+                    /* K read transposed from dim d0 of its panel: at DQ_N = 32 the second half starts
+                     * 64 bytes into the swizzled rows, which the swizzle (on address bits) allows */
                     const uint64_t db = wgmma_desc(sK + (d0 >> 6) * BC * 128 + (d0 & 63) * 2 + key0 * 128, BC * 128, 1024);
                     Wgmma<T, K::DQ_N>::ss_tb(acc, da, db, kk > 0);
                 }
