@@ -4,7 +4,7 @@
 #   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
 #   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
 # Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
-# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|wgmma-ab|breakdown|ncu-bwd|profile]...
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|profile]...
 # (default: the first three). Set MFA_SEED to replay inputs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -98,6 +98,19 @@ for step in $steps; do
         2>&1 | grep -v "^\s*$" | tee -a "$OUT/wgmma-ab.txt"
     done
     rm -rf "$OUT"/ab-w*
+    ;;
+  ab)
+    # this build against a base plugin, alternated twice in one process each, FlashAttention-2 and
+    # cuDNN alongside: .gpu-prebuilt/base.so.gz is a gzipped libmfa_cuda.so built here from the
+    # commit to compare with (AB_ARGS: bench.py grid filters, default the whole grid's forward)
+    [ -f .gpu-prebuilt/base.so.gz ] || { echo "ab: no .gpu-prebuilt/base.so.gz"; continue; }
+    rm -rf build-base && cp -r $B build-base && zcat .gpu-prebuilt/base.so.gz >build-base/libmfa_cuda.so
+    for L in build-base $B build-base $B; do
+      echo "== $L" | tee -a "$OUT/ab.txt"
+      python3 bench/gpu/bench.py --lib $L --out "$OUT/ab-tmp" --grid-only --peers flash cudnn ${AB_ARGS:---modes fwd} \
+        2>&1 | grep -E "^(bfloat16|float16|float32) " | tee -a "$OUT/ab.txt"
+    done
+    rm -rf "$OUT/ab-tmp"
     ;;
   bench | quick)
     extra=""
