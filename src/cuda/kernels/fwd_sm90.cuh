@@ -31,8 +31,10 @@ template <typename T, int D> struct Fwd90 {
     static constexpr int BR = Fwd90Tile<D>::BR, BC = Fwd90Tile<D>::BC, THREADS = BR / 16 * 32;
     static constexpr bool PRODUCER = Fwd90Tile<D>::PRODUCER;
     static constexpr int LOADERS = PRODUCER ? 128 : THREADS, BLOCK_THREADS = THREADS + (PRODUCER ? 128 : 0);
-    /* setmaxnreg: the launch gives 168 registers to each of 384 threads; the producer keeps few */
-    static constexpr int LOAD_REGS = 24, MMA_REGS = (3 * 168 - LOAD_REGS) / 2 / 8 * 8;
+    /* setmaxnreg: the launch gives each thread 65536 / (BLOCK_THREADS MINB) registers (a multiple
+     * of 8: 168 at 384 threads, one block an SM); the producer keeps few, the others share the rest */
+    static constexpr int LAUNCH_REGS = 65536 / (BLOCK_THREADS * Fwd90Tile<D>::MINB) / 8 * 8;
+    static constexpr int LOAD_REGS = 24, MMA_REGS = (3 * LAUNCH_REGS - LOAD_REGS) / 2 / 8 * 8;
     static constexpr int NT = BC / 8, DT = D / 8, KQ = D / 16, KV = BC / 16;
     static constexpr uint32_t Q_BYTES = BR * D * 2, T_BYTES = BC * D * 2; /* Q; one K or V tile */
     /* producer: mbarriers Q full, [K | V] stage full (x2), stage empty (x2) */
