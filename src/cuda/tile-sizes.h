@@ -95,8 +95,9 @@ template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS =
 /* Backward on Hopper (bwd_sm90.cuh, wgmma): a block of BC keys walks query tiles of BR rows.
  * Key split (d64, d128): two warpgroups of 64 keys (BC = 128), each holding its keys' dK and dV
  * (D / 2 accumulators a thread each) and computing S^T, dP^T for them (BR / 2 each).
- * d64: BC = 128, BR = 64, and a third warpgroup for dQ (DQ_WG): the key warpgroups fit the 216
- * registers setmaxnreg leaves them at BR = 64 (32 + 64 accumulators and P^T, dS^T), not at 128.
+ * Every key split has a third warpgroup for dQ (bwd_sm90.cuh). d64: BC = 128, BR = 64: the key
+ * warpgroups fit the 216 registers setmaxnreg leaves them at BR = 64 (32 + 64 accumulators and
+ * P^T, dS^T), not at 128.
  * fwd+bwd against FA2, H100, same run: 0.88-0.94x (BR = 128, two warpgroups, dQ in place) ->
  * 0.96-1.15x. Measured worse before the dQ warpgroup: BR = 64 (0.75-0.78x: tiles too small for
  * their two barriers and waits); BC = 64 with one warpgroup a block and two blocks an SM
@@ -112,15 +113,15 @@ template <> struct BwdTile<256> { static constexpr int BC = 64, BR = 64, WARPS =
 template <int D> struct Bwd90Tile;
 template <> struct Bwd90Tile<64> {
     static constexpr int BC = 128, BR = 64, MINB = 1;
-    static constexpr bool DIM_SPLIT = false, DQ_WG = true;
+    static constexpr bool DIM_SPLIT = false;
 };
 template <> struct Bwd90Tile<128> {
     static constexpr int BC = 128, BR = 64, MINB = 1;
-    static constexpr bool DIM_SPLIT = false, DQ_WG = true;
+    static constexpr bool DIM_SPLIT = false;
 };
 template <> struct Bwd90Tile<256> {
     static constexpr int BC = 64, BR = 64, MINB = 1;
-    static constexpr bool DIM_SPLIT = true, DQ_WG = false;
+    static constexpr bool DIM_SPLIT = true;
 };
 
 #endif

@@ -30,9 +30,8 @@
  * longer meet the dQ warpgroup, which walks the same tiles on its own. setmaxnreg moves
  * registers to the key warpgroups (d64 216, d128 224; the dQ warpgroup keeps 64 for a 64 x 64
  * accumulator, or 48 for 64 x 32). At d128 the key warpgroups fit 224 only with phase A's P^T
- * and dS^T made in one pass (ONE_PASS). Without the dQ warpgroup (a build with DQ_WG off in
- * tile-sizes.h) the two key warpgroups queue phase C behind B themselves (dims 64w..) and meet
- * at a second barrier once dS is complete.
+ * and dS^T made in one pass (ONE_PASS). (Before it, the two key warpgroups queued phase C
+ * behind B themselves and met at a second barrier once dS was complete: docs/cuda.md.)
  *
  * Tiles use the 128-byte swizzle panel layout (ptx.cuh pnl). The passes around the kernel
  * (delta, dQ conversion) are bwd.cuh's. Compiled for sm_90a only (MFA_HAS_WGMMA). */
@@ -56,7 +55,7 @@ template <typename T, int D> struct Bwd90 {
     static constexpr bool DIM_SPLIT = Bwd90Tile<D>::DIM_SPLIT;
     /* key split: a third warpgroup takes phase C (dQ = dS K and its reductions) off the two that
      * own the keys, through a double-buffered dS and mbarriers */
-    static constexpr bool DQ_WG = Bwd90Tile<D>::DQ_WG;
+    static constexpr bool DQ_WG = !DIM_SPLIT;
     /* two warpgroups: key split, 64 keys each (BC = 128); dim split, D / 2 dims of all BC = 64 keys;
      * THREADS of them load the tiles; BLOCK_THREADS with the dQ warpgroup */
     static constexpr int THREADS = 256, BLOCK_THREADS = DQ_WG ? 384 : 256;
@@ -71,18 +70,17 @@ template <typename T, int D> struct Bwd90 {
     static_assert(!DQ_WG || 2 * MAIN_REGS + DQ_REGS <= 3 * 168, "register pool");
     static constexpr int DW = DIM_SPLIT ? D / 2 : D; /* dK / dV dims a warpgroup holds */
     static constexpr int NQ = BR / 8, DT = DW / 8, KQ = D / 16, KB = BR / 16;
-    /* phase C, dQ = dS K over all BC keys: the dQ warpgroup takes all D dims; else each warpgroup
-     * a half (a whole 64-column panel or more) */
+    /* phase C, dQ = dS K over all BC keys: the dQ warpgroup takes all D dims; the dim split's
+     * warpgroups a half each */
     static constexpr int NC = DQ_WG ? D : D / 2;
     static constexpr uint32_t K_BYTES = BC * D * 2, Q_BYTES = BR * D * 2, S_BYTES = BR * BC * 2;
     /* K, V; Q, dO twice; dS (dim split: also P^T and dS^T); lse and delta twice; 1 KiB of slack
      * to align the 8-row groups */
-    static constexpr int S_TILES = DIM_SPLIT ? 3 : DQ_WG ? 2 : 1;
-    /* key split: dQ rows staged for the bulk reductions (2 x 64 rows of NC floats; the dQ
-     * warpgroup's BR rows of D), rows padded by 16 bytes (the C fragments' stores then meet at
-     * most two to a bank) */
+    static constexpr int S_TILES = DIM_SPLIT ? 3 : 2;
+    /* key split: the dQ warpgroup's BR rows of D floats staged for the bulk reductions, rows
+     * padded by 16 bytes (the C fragments' stores then meet at most two to a bank) */
     static constexpr int DQP = NC + 4;
-    static constexpr uint32_t DQ_BYTES = DIM_SPLIT ? 0 : (DQ_WG ? BR : 128) * DQP * 4;
+    static constexpr uint32_t DQ_BYTES = DQ_WG ? BR * DQP * 4 : 0;
     /* dQ warpgroup: mbarriers dS[buf] full (256 arrivals) and empty (128) */
     static constexpr uint32_t BAR_BYTES = DQ_WG ? 32 : 0;
     static constexpr size_t SMEM =
@@ -146,6 +144,9 @@ __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, 
                                          rows + ((m * 64 + g + hf * 8) * K::DQP + d0 + c * 8 + 2 * t) * 4),
                                      "f"(acc[c][hf * 2]), "f"(acc[c][hf * 2 + 1]));
             }
+        /* one bulk reduction a row by the TMA unit (lane r < 16: row r of the warp's 16), where 16
+         * register reductions a thread cost 11 % of the kernel (H100, d64 S = 1k, measured by
+         * leaving them out); each lane waits until its last reduction read its rows (above) */
         fence_proxy_async(); /* the generic proxy wrote what the async proxy reads */
         __syncwarp();
 #pragma unroll
@@ -446,8 +447,8 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
         if (!a.deterministic) {
             /* dS^T -> dS[query][key] while B runs: matrix i of step kq is (hf = i & 1, n = 2kq + i / 2),
              * stored transposed, so its rows are queries 8n.. and a row's 8 keys one 16-byte chunk */
-            const uint32_t dS = K::DQ_WG ? sS + buf * K::S_BYTES : sS;
-            if constexpr (K::DQ_WG) mbar_wait(bars + 16 + buf * 8, ((it >> 1) & 1) ^ 1); /* dS[buf] read */
+            const uint32_t dS = sS + buf * K::S_BYTES;
+            mbar_wait(bars + 16 + buf * 8, ((it >> 1) & 1) ^ 1); /* dS[buf] read */
             const int mi = lane >> 3;
 #pragma unroll
             for (int kq = 0; kq < KB; kq++) {
@@ -455,60 +456,13 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
                 stsm_x4_t(dS + pnl<BR>(q, chunk), ds[kq][0], ds[kq][1], ds[kq][2], ds[kq][3]);
             }
             fence_proxy_async();
-            if constexpr (K::DQ_WG) mbar_arrive(bars + buf * 8); /* dS[buf] complete */
+            mbar_arrive(bars + buf * 8); /* dS[buf] complete */
         }
-        if (K::DQ_WG || a.deterministic) {
-            wgmma_wait<0>();
-            h = h_next, tile = tile_next;
-            continue;
-        }
-        __syncthreads(); /* dS complete (B may run on: C queues behind it) */
-
-        /* Phase C (d128): dQ (64 x NC of it) = dS (64 x BC keys) K (BC x NC), into the workspace */
-        {
-            constexpr int NCT = NC / 8;
-            const int n0 = wg * NC; /* the first dim of this warpgroup's dQ */
-            float acc_q[NCT][4];
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < BC / 16; kk++) {
-                const int key0 = kk * 16;
-                const uint64_t da = wgmma_desc(sS + (key0 >> 6) * BR * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
-                const uint64_t db = wgmma_desc(sK + (n0 >> 6) * BC * 128 + key0 * 128, BC * 128, 1024);
-                Wgmma<T, NC>::ss_tb(acc_q, da, db, kk > 0);
-            }
-            wgmma_commit();
-            wgmma_wait<0>();
-            wgmma_fence_regs(acc_q);
-            /* The warp's 16 dQ rows go to its own rows of sDQ and from there into the workspace
-             * by the TMA unit, one bulk reduction a row (lane r < 16 row r): the warp moves on at
-             * once, where 16 register reductions a thread cost it 11 % of the kernel (H100,
-             * d64 S = 1k, measured by leaving them out). Before overwriting its rows, each lane
-             * waits until its last reduction has read them. */
-            const uint32_t rows = sDQ + (wg * 64 + wi * 16) * K::DQP * 4;
-            bulk_wait_read();
-            __syncwarp();
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++)
-#pragma unroll
-                for (int n = 0; n < NCT; n++)
-                    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(rows + ((g + hf * 8) * K::DQP + n * 8 + 2 * t) * 4),
-                                 "f"(acc_q[n][hf * 2]), "f"(acc_q[n][hf * 2 + 1]));
-            fence_proxy_async(); /* the generic proxy wrote what the async proxy reads */
-            __syncwarp();
-            const int r = wi * 16 + lane;
-            if (lane < 16 && r < n_rows && n0 < dqk) {
-                const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
-                bulk_red_add(a.dq_accum + (token * a.heads_q + h) * a.dq_pitch + n0, rows + lane * K::DQP * 4,
-                             (uint32_t)min(NC, dqk - n0) * 4);
-                bulk_commit();
-            }
-        }
+        wgmma_wait<0>(); /* B: P^T's and dS^T's registers are free again */
         }
         h = h_next, tile = tile_next;
     }
     cp_async_wait<0>();
-    bulk_wait(); /* the dQ reductions are done with shared memory (and the workspace) */
     wgmma_fence_regs(acc_dv);
     wgmma_fence_regs(acc_dk);
 
