@@ -51,7 +51,11 @@ for step in $steps; do
     # and with the fp32-accurate forward's workspace capped at 1 KiB: batched problems in chunks
     MFA_CUDA_SPLIT_WS_KB=1 ./$B/mfa check --backend cuda >"$OUT/check-chunks.log" 2>&1
     echo "MFA_CUDA_SPLIT_WS_KB=1 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-chunks.log")" | tee -a "$OUT/summary.txt"
-    grep -E "FAIL|SKIP" "$OUT/check.log" "$OUT/check-mma.log" "$OUT/check-chunks.log" | head -20
+    # and with the Hopper forward's other form where there are two (d64: short walks take the
+    # plain two-blocks-an-SM loop, and the table's sequences are all short)
+    MFA_CUDA_SHORT_WALK=0 ./$B/mfa check --backend cuda >"$OUT/check-long.log" 2>&1
+    echo "MFA_CUDA_SHORT_WALK=0 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-long.log")" | tee -a "$OUT/summary.txt"
+    grep -E "FAIL|SKIP" "$OUT/check.log" "$OUT/check-mma.log" "$OUT/check-chunks.log" "$OUT/check-long.log" | head -20
     grep -A6 "FAIL" "$OUT/check.log" | head -60
     MFA_TEST_BACKEND=cuda ctest --test-dir $B -R test_cases >"$OUT/ctest.log" 2>&1
     echo "ctest (MFA_TEST_BACKEND=cuda): $(grep -E 'tests passed|tests failed' "$OUT/ctest.log")" | tee -a "$OUT/summary.txt"
@@ -66,6 +70,11 @@ for step in $steps; do
         varlen_gqa2_causal_dqk100_dv52; do
         compute-sanitizer --tool $tool --error-exitcode 9 ./$B/mfa check --backend cuda --filter $f >>"$OUT/sanitize.log" 2>&1
         echo "compute-sanitizer $tool $f: rc=$? $(grep -E '^=+ (ERROR SUMMARY|RACECHECK SUMMARY)' "$OUT/sanitize.log" | tail -1)" | tee -a "$OUT/summary.txt"
+      done
+      # d64 in the Hopper forward's long-walk form (the table's sequences pick the short one)
+      for f in bf16_s1000_causal varlen_gqa4_bf16 dense_bf16; do
+        MFA_CUDA_SHORT_WALK=0 compute-sanitizer --tool $tool --error-exitcode 9 ./$B/mfa check --backend cuda --filter $f >>"$OUT/sanitize.log" 2>&1
+        echo "compute-sanitizer $tool $f (MFA_CUDA_SHORT_WALK=0): rc=$? $(grep -E '^=+ (ERROR SUMMARY|RACECHECK SUMMARY)' "$OUT/sanitize.log" | tail -1)" | tee -a "$OUT/summary.txt"
       done
     done
     ;;
@@ -102,10 +111,17 @@ for step in $steps; do
   ab)
     # this build against a base plugin, alternated twice in one process each, FlashAttention-2 and
     # cuDNN alongside: .gpu-prebuilt/base.so.gz is a gzipped libmfa_cuda.so built here from the
-    # commit to compare with (AB_ARGS: bench.py grid filters, default the whole grid's forward)
+    # commit to compare with; any .gpu-prebuilt/v-NAME.so.gz (other candidates) join the rotation
+    # (AB_ARGS: bench.py grid filters, default the whole grid's forward)
     [ -f .gpu-prebuilt/base.so.gz ] || { echo "ab: no .gpu-prebuilt/base.so.gz"; continue; }
+    libs="build-base $B"
+    for z in .gpu-prebuilt/v-*.so.gz; do
+      [ -f "$z" ] || continue
+      d=build-$(basename "$z" .so.gz)
+      rm -rf "$d" && cp -r $B "$d" && zcat "$z" >"$d/libmfa_cuda.so" && libs="$libs $d"
+    done
     rm -rf build-base && cp -r $B build-base && zcat .gpu-prebuilt/base.so.gz >build-base/libmfa_cuda.so
-    for L in build-base $B build-base $B; do
+    for L in $libs $libs; do
       echo "== $L" | tee -a "$OUT/ab.txt"
       python3 bench/gpu/bench.py --lib $L --out "$OUT/ab-tmp" --grid-only --peers flash cudnn ${AB_ARGS:---modes fwd} \
         2>&1 | grep -E "^(bfloat16|float16|float32) " | tee -a "$OUT/ab.txt"

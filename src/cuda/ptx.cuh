@@ -112,6 +112,11 @@ __device__ __forceinline__ void cp_async_mbar_arrive(uint32_t bar) {
 __device__ __forceinline__ void bar_sync(uint32_t id, uint32_t n) {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
+/* Counts this warp's arrival at named barrier `id` without waiting: a producer's signal to
+ * warps that bar_sync on it (the `n` threads include both sides). */
+__device__ __forceinline__ void bar_arrive(uint32_t id, uint32_t n) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
 /* setmaxnreg (sm_90a): a warpgroup gives registers back to the block's pool, or takes them from
  * it, so that one warpgroup with small state lets the others hold more. N: multiple of 8, 24..256. */
 template <int N> __device__ __forceinline__ void regs_dec() {

@@ -33,17 +33,34 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
 /* Forward on Hopper (fwd_sm90.cuh, wgmma): two warpgroups of 64 query rows (BR = 128, 8 warps);
  * K, V in shared memory twice (this tile and the next, loading). Operands come from shared memory
  * through descriptors, so registers hold only accumulators: S (BC / 2 a thread), O (D / 2) and P
- * (BC / 4 packed). d64: BC = 64 (32 + 32 accumulators, 48 KiB smem) so that two blocks share an
- * SM (MINB = 2: at most 128 registers) and one block's softmax overlaps the other's products.
- * d128: BC = 128 (64 + 64), 160 KiB. d256: BC = 64 (32 + 128), 192 KiB. One block per SM.
- * PRODUCER: a third warpgroup loads the tiles (mbarrier stages; setmaxnreg 240 / 240 / 24), so the
- * two that compute never meet at a barrier: H100, same run, d128 fwd 1.14-1.40x -> 1.27-1.60x
- * FA2, d256 1.29-1.68x -> 1.43-1.94x. d64 keeps two blocks an SM without it: with it, one block
- * of 128 x 128 tiles, S = 1k went 1.15-1.21x -> 0.97-1.06x (S = 4k/16k the same). */
-template <int D> struct Fwd90Tile;
-template <> struct Fwd90Tile<64> { static constexpr int BR = 128, BC = 64, MINB = 2; static constexpr bool PRODUCER = false; };
-template <> struct Fwd90Tile<128> { static constexpr int BR = 128, BC = 128, MINB = 1; static constexpr bool PRODUCER = true; };
-template <> struct Fwd90Tile<256> { static constexpr int BR = 128, BC = 64, MINB = 1; static constexpr bool PRODUCER = true; };
+ * (BC / 4 packed). BC = 128 at d64 / d128 (160 KiB at d128), 64 at d256 (32 + 128 accumulators,
+ * 192 KiB). One block an SM.
+ * PRODUCER: a third warpgroup loads the tiles (mbarriers; setmaxnreg 240 / 240 / 24), so the two
+ * that compute never meet at a barrier, and they issue in turns, each tile's softmax under the
+ * last tile's P V (FlashAttention-3's order). H100, same run: the producer took d128 fwd from
+ * 1.14-1.40x to 1.27-1.60x FA2, d256 1.29-1.68x -> 1.43-1.94x; the turns and overlap d128 a
+ * further 5-9 % (1.27-1.61x -> 1.38-1.73x), d256 within 2 % either way.
+ * SHORT: the form used where a query tile walks few keys (HAS_SHORT, below SHORT_SPAN keys):
+ * there one block an SM leaves each block's start and end exposed, and at d64 two blocks an SM
+ * of the plain loop (BC = 64, 48 KiB, at most 128 registers; no producer) win: S = 1k causal
+ * 247 vs 226 TFLOP/s, S = 4k 340 vs 366, S = 16k 370 vs 408 (the producer form there). */
+template <int D, bool SHORT = false> struct Fwd90Tile;
+template <> struct Fwd90Tile<64> {
+    static constexpr int BR = 128, BC = 128, MINB = 1, SHORT_SPAN = 2048;
+    static constexpr bool PRODUCER = true, HAS_SHORT = true;
+};
+template <> struct Fwd90Tile<64, true> {
+    static constexpr int BR = 128, BC = 64, MINB = 2;
+    static constexpr bool PRODUCER = false;
+};
+template <> struct Fwd90Tile<128> {
+    static constexpr int BR = 128, BC = 128, MINB = 1, SHORT_SPAN = 0;
+    static constexpr bool PRODUCER = true, HAS_SHORT = false;
+};
+template <> struct Fwd90Tile<256> {
+    static constexpr int BR = 128, BC = 64, MINB = 1, SHORT_SPAN = 0;
+    static constexpr bool PRODUCER = true, HAS_SHORT = false;
+};
 
 /* Forward, fp32 inputs (fwd32.cuh, TF32 mma.sync m16n8k8): tiles hold fp32, so shared memory,
  * not registers, is the limit: (BR + 2 BC) x (D + 4) x 4 bytes. 8 warps of 16 rows each: a thread

@@ -6,16 +6,24 @@
  *     mask, online softmax (softmax.cuh: the accumulators have mma.sync's C layout)
  *     O += P V_j       wgmma, P from registers (C fragments are A fragments), V_j from shared
  *                      memory read transposed by the descriptor
- * Tiles sit in shared memory in the 128-byte swizzle layout (ptx.cuh pnl: 64-column panels);
- * K_{j+1}, V_{j+1} load by cp.async into the second stage while tile j computes: at d128 / d256
- * (PRODUCER) by a third warpgroup, with mbarriers between it and the two that compute (see the
- * kernel), else by all threads around one block-wide barrier a tile. Everything else
- * (masks, softcap, dense bias, GQA, varlen, LSE, outputs) is fwd.cuh's, through the same helpers.
- * Compiled for sm_90a only (MFA_HAS_WGMMA); the dispatcher calls it on compute capability 9.0. */
+ * Tiles sit in shared memory in the 128-byte swizzle layout (ptx.cuh pnl: 64-column panels).
+ * Two forms (tile-sizes.h):
+ *   PRODUCER: a third warpgroup loads Q, then K_j and V_j into two slots each, with mbarriers
+ *     between it and the two that compute; those two software-pipeline the tiles (S_j issued
+ *     with P_{j-1} V_{j-1}, S_j's softmax run while that product is in flight) and take turns
+ *     to issue, so one's products run under the other's softmax (FlashAttention-3's order).
+ *   plain: all threads load tile j + 1 while tile j computes, one block-wide barrier a tile, and
+ *     two blocks share an SM instead (d64 on short walks).
+ * Everything else (masks, softcap, dense bias, GQA, varlen, LSE, outputs) is fwd.cuh's, through
+ * the same helpers. Compiled for sm_90a only (MFA_HAS_WGMMA); the dispatcher calls it on compute
+ * capability 9.0. */
 #ifndef MFA_CUDA_FWD_SM90_CUH
 #define MFA_CUDA_FWD_SM90_CUH
 
 #include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdlib>
 
 #include "../ptx.cuh"
 #include "../tile-sizes.h"
@@ -26,33 +34,34 @@
 
 namespace mfa_fwd90 {
 
-template <typename T, int D> struct Fwd90 {
+template <typename T, int D, bool SHORT> struct Fwd90 {
+    using Tile = Fwd90Tile<D, SHORT>;
     /* THREADS: the two warpgroups that compute; with PRODUCER a third loads Q, K and V */
-    static constexpr int BR = Fwd90Tile<D>::BR, BC = Fwd90Tile<D>::BC, THREADS = BR / 16 * 32;
-    static constexpr bool PRODUCER = Fwd90Tile<D>::PRODUCER;
+    static constexpr int BR = Tile::BR, BC = Tile::BC, MINB = Tile::MINB, THREADS = BR / 16 * 32;
+    static constexpr bool PRODUCER = Tile::PRODUCER;
     static constexpr int LOADERS = PRODUCER ? 128 : THREADS, BLOCK_THREADS = THREADS + (PRODUCER ? 128 : 0);
     /* setmaxnreg: the launch gives each thread 65536 / (BLOCK_THREADS MINB) registers (a multiple
      * of 8: 168 at 384 threads, one block an SM); the producer keeps few, the others share the rest */
-    static constexpr int LAUNCH_REGS = 65536 / (BLOCK_THREADS * Fwd90Tile<D>::MINB) / 8 * 8;
+    static constexpr int LAUNCH_REGS = 65536 / (BLOCK_THREADS * MINB) / 8 * 8;
     static constexpr int LOAD_REGS = 24, MMA_REGS = (3 * LAUNCH_REGS - LOAD_REGS) / 2 / 8 * 8;
     static constexpr int NT = BC / 8, DT = D / 8, KQ = D / 16, KV = BC / 16;
     static constexpr uint32_t Q_BYTES = BR * D * 2, T_BYTES = BC * D * 2; /* Q; one K or V tile */
-    /* producer: mbarriers Q full, [K | V] stage full (x2), stage empty (x2) */
-    static constexpr uint32_t BAR_BYTES = PRODUCER ? 40 : 0;
+    /* producer: mbarriers Q full, K / V full (x2 each), K / V empty (x2 each) */
+    static constexpr uint32_t BAR_BYTES = PRODUCER ? 72 : 0;
     /* Q, then two stages of [K | V]; 1 KiB of slack to align the swizzle's 8-row groups */
     static constexpr size_t SMEM = Q_BYTES + 4 * T_BYTES + BAR_BYTES + 1024;
     static_assert(D % 64 == 0 && BR == 128 && BC % 16 == 0 && 2 * BC >= BR, "tile shapes");
 };
 
-template <typename T, int D>
-__global__ void __launch_bounds__(Fwd90<T, D>::BLOCK_THREADS, Fwd90Tile<D>::MINB) fwd90_kernel(const __grid_constant__ Args a) {
+template <typename T, int D, bool SHORT>
+__global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D, SHORT>::MINB) fwd90_kernel(const __grid_constant__ Args a) {
 #if MFA_HAS_WGMMA
-    using K = Fwd90<T, D>;
+    using K = Fwd90<T, D, SHORT>;
     constexpr int BR = K::BR, BC = K::BC, THREADS = K::THREADS, NT = K::NT, DT = K::DT, KQ = K::KQ, KV = K::KV;
     extern __shared__ __align__(1024) char smem[];
     const uint32_t sQ = (smem_u32(smem) + 1023) & ~1023u, sKV = sQ + K::Q_BYTES; /* stage st: sKV + st * 2 T_BYTES */
 
-    const FwdBlock blk = mfa_fwd_block(a, BR, Fwd90Tile<D>::MINB);
+    const FwdBlock blk = mfa_fwd_block(a, BR, K::MINB);
     const int64_t b = blk.b, h = blk.h, hk = h / a.group, i0 = blk.i0;
     const Seq s = mfa_seq(a, b);
     if (i0 >= s.sq) return;
@@ -67,49 +76,9 @@ __global__ void __launch_bounds__(Fwd90<T, D>::BLOCK_THREADS, Fwd90Tile<D>::MINB
     const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
     constexpr int LOADERS = K::LOADERS;
     const int tid = K::PRODUCER ? (int)threadIdx.x - THREADS : (int)threadIdx.x; /* among the loaders */
-    auto load_kv = [&](int64_t jt, uint32_t stage) {
-        const int64_t j0 = jt * BC;
-        const int nk = (int)min((int64_t)BC, s.sk - j0);
-        load_tile<T, D, BC, LOADERS, true>(stage, kg + j0 * a.k.stride[1], a.k.stride[1], nk, dqk, (const T *)a.k.data, tid);
-        load_tile<T, D, BC, LOADERS, true>(stage + K::T_BYTES, vg + j0 * a.v.stride[1], a.v.stride[1], nk, dv,
-                                           (const T *)a.v.data, tid);
-    };
 
     const int64_t j_end = (keys.hi + BC - 1) / BC;
     int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
-    /* producer: Q full, stage st full at bars + 8 + 8 st, empty at bars + 24 + 8 st */
-    const uint32_t bars = sKV + 4 * K::T_BYTES;
-    if constexpr (K::PRODUCER) {
-        /* The producer warpgroup loads Q once and then K, V tile by tile into the stage the
-         * computing warpgroups last released, and each tile's arrival is an mbarrier phase: the
-         * two computing warpgroups meet neither the producer nor each other, so one's softmax
-         * can run under the other's products. */
-        if (threadIdx.x == 0) {
-            mbar_init(bars, LOADERS);
-            for (int st = 0; st < 2; st++) mbar_init(bars + 8 + 8 * st, LOADERS), mbar_init(bars + 24 + 8 * st, THREADS);
-        }
-        __syncthreads();
-        if (wg == 2) {
-            regs_dec<K::LOAD_REGS>();
-            load_tile<T, D, BR, LOADERS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data, tid);
-            cp_async_mbar_arrive(bars);
-            for (int n = 0; j < j_end; n++, j++) {
-                const int st = n & 1;
-                mbar_wait(bars + 24 + 8 * st, ((n >> 1) & 1) ^ 1); /* both warpgroups are done with it */
-                load_kv(j, sKV + st * 2 * K::T_BYTES);
-                cp_async_mbar_arrive(bars + 8 + 8 * st);
-            }
-            cp_async_commit(); /* with the wait: cp.async.wait_all, so no copy is in flight when it exits */
-            cp_async_wait<0>();
-            return;
-        }
-        regs_inc<K::MMA_REGS>();
-        mbar_wait(bars, 0); /* Q landed */
-    } else {
-        load_tile<T, D, BR, THREADS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data);
-        if (j < j_end) load_kv(j, sKV);
-        cp_async_commit();
-    }
 
     float acc_o[DT][4];
 #pragma unroll
@@ -119,25 +88,12 @@ __global__ void __launch_bounds__(Fwd90<T, D>::BLOCK_THREADS, Fwd90Tile<D>::MINB
     float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.0f, 0.0f};
     const bool xform = a.softcap > 0.0f || a.mask.data != nullptr;
     const float sl2 = xform ? 1.0f : a.scale_log2;
+    /* where the epilogue stages O: with the producer, the warpgroup's own rows of Q, which only its
+     * own products read; else the stage no warpgroup reads any more (below) */
+    uint32_t epi_stage = sQ;
 
-    uint32_t st = 0; /* the stage holding tile j */
-    for (int n = 0; j < j_end; n++) {
-        const int64_t j0 = j * BC;
-        if constexpr (K::PRODUCER) {
-            mbar_wait(bars + 8 + 8 * st, (n >> 1) & 1); /* tile j landed */
-            fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
-        } else {
-            cp_async_wait<0>();
-            fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
-            __syncthreads();     /* tile j landed; every warpgroup is done with tile j - 1 (the other stage) */
-            if (j + 1 < j_end) load_kv(j + 1, sKV + (st ^ 1) * 2 * K::T_BYTES);
-            cp_async_commit();
-        }
-        const uint32_t sK = sKV + st * 2 * K::T_BYTES, sV = sK + K::T_BYTES;
-
-        /* S = Q K^T: k16 step ks reads 32 bytes into each 128-byte row of panel ks / 4 */
-        float acc_s[NT][4];
-        wgmma_fence();
+    /* S = Q K^T: k16 step ks reads 32 bytes into each 128-byte row of panel ks / 4 */
+    auto issue_s = [&](float (&acc_s)[NT][4], uint32_t sK) {
 #pragma unroll
         for (int ks = 0; ks < KQ; ks++) {
             const uint32_t col = (ks & 3) * 32;
@@ -146,32 +102,185 @@ __global__ void __launch_bounds__(Fwd90<T, D>::BLOCK_THREADS, Fwd90Tile<D>::MINB
             Wgmma<T, BC>::ss(acc_s, da, db, ks > 0);
         }
         wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_regs(acc_s);
-
-        const bool need_mask = keys.needs_mask(s, j0, BC);
-        if (xform || need_mask) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
-        uint32_t pa[KV][4];
-        fwd_softmax_step<T, NT, DT>(acc_s, row_m, row_l, pa, acc_o, sl2);
-
-        /* O += P V: k16 step kk is keys 16kk.. (two 8-row groups); the D columns span D / 64 panels */
-        wgmma_fence();
+    };
+    /* O += P V: k16 step kk is keys 16kk.. (two 8-row groups); the D columns span D / 64 panels */
+    auto issue_pv = [&](const uint32_t (&pa)[KV][4], uint32_t sV) {
 #pragma unroll
-        for (int kk = 0; kk < KV; kk++)
-            Wgmma<T, D>::rs(acc_o, pa[kk], wgmma_desc(sV + kk * 16 * 128, BC * 128, 1024), true);
+        for (int kk = 0; kk < KV; kk++) Wgmma<T, D>::rs(acc_o, pa[kk], wgmma_desc(sV + kk * 16 * 128, BC * 128, 1024), true);
         wgmma_commit();
-        wgmma_wait<0>();
-        wgmma_fence_regs(acc_o);
-        if constexpr (K::PRODUCER) mbar_arrive(bars + 24 + 8 * st); /* this warpgroup is done with the stage */
-        st ^= 1;
-        j++;
-    }
-    cp_async_wait<0>();
+    };
 
-    /* Epilogue: as fwd.cuh's, staged in the stage no warpgroup reads any more (stage st: its last
-     * reader finished before the last iteration's barrier; nothing loads into it); with the
-     * producer, in the warpgroup's own rows of Q, which only its own products read. */
-    const uint32_t sO = K::PRODUCER ? sQ : sKV + st * 2 * K::T_BYTES;
+    if constexpr (K::PRODUCER) {
+        /* The producer warpgroup loads Q once, then K and V tile by tile, each into the slot the
+         * computing warpgroups last released; a tile's arrival is an mbarrier phase, K and V
+         * separately (K_j is read a step before V_j). Barriers (8 bytes each): Q full, K full[2],
+         * V full[2], K empty[2], V empty[2]. */
+        const uint32_t bars = sKV + 4 * K::T_BYTES;
+        auto k_full = [&](int sl) { return bars + 8 + 8 * sl; };
+        auto v_full = [&](int sl) { return bars + 24 + 8 * sl; };
+        auto k_empty = [&](int sl) { return bars + 40 + 8 * sl; };
+        auto v_empty = [&](int sl) { return bars + 56 + 8 * sl; };
+        if (threadIdx.x == 0) {
+            mbar_init(bars, LOADERS);
+            for (int sl = 0; sl < 2; sl++) {
+                mbar_init(k_full(sl), LOADERS), mbar_init(v_full(sl), LOADERS);
+                mbar_init(k_empty(sl), THREADS), mbar_init(v_empty(sl), THREADS);
+            }
+        }
+        __syncthreads();
+        if (wg == 2) {
+            regs_dec<K::LOAD_REGS>();
+            load_tile<T, D, BR, LOADERS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data, tid);
+            cp_async_mbar_arrive(bars);
+            for (int n = 0; j < j_end; n++, j++) {
+                const int sl = n & 1, ph = ((n >> 1) & 1) ^ 1; /* slot sl's previous tile released */
+                const int64_t j0 = j * BC;
+                const int nk = (int)min((int64_t)BC, s.sk - j0);
+                const uint32_t sK = sKV + sl * 2 * K::T_BYTES;
+                mbar_wait(k_empty(sl), ph);
+                load_tile<T, D, BC, LOADERS, true>(sK, kg + j0 * a.k.stride[1], a.k.stride[1], nk, dqk, (const T *)a.k.data, tid);
+                cp_async_mbar_arrive(k_full(sl));
+                mbar_wait(v_empty(sl), ph);
+                load_tile<T, D, BC, LOADERS, true>(sK + K::T_BYTES, vg + j0 * a.v.stride[1], a.v.stride[1], nk, dv,
+                                                   (const T *)a.v.data, tid);
+                cp_async_mbar_arrive(v_full(sl));
+            }
+            cp_async_commit(); /* with the wait: cp.async.wait_all, so no copy is in flight when it exits */
+            cp_async_wait<0>();
+            return;
+        }
+        regs_inc<K::MMA_REGS>();
+        mbar_wait(bars, 0); /* Q landed */
+
+        /* Software-pipelined (FlashAttention-3's order): step n issues S_n = Q K_n^T and then
+         * O += P_{n-1} V_{n-1}, and runs S_n's softmax while the second product is in flight; O is
+         * rescaled only after it lands. Ping-pong: the two warpgroups take turns to issue (named
+         * barriers 1 and 2, "warpgroup 0's / 1's turn"), so one's products run under the other's
+         * softmax instead of both competing for the tensor cores at once. Both walk the same
+         * tiles, so each turn taken is one given: warpgroup 1 opens warpgroup 0's first turn and
+         * gives none after its own last one. */
+        const int n_tiles = (int)(j_end - j);
+        auto my_turn = [&]() { bar_sync(1 + wg, 2 * 128); };
+        auto your_turn = [&](bool last) {
+            if (!(last && wg == 1)) bar_arrive(2 - wg, 2 * 128);
+        };
+        if (n_tiles > 0 && wg == 1) bar_arrive(1, 2 * 128);
+        auto slot = [&](int n) { return sKV + (n & 1) * 2 * K::T_BYTES; };
+        float acc_s[NT][4];
+        uint32_t pa[KV][4];
+        /* the scores of tile n (landed in acc_s) masked and turned into P, in place; corr: what O
+         * must be multiplied by */
+        auto softmax = [&](int n, float (&corr)[2]) {
+            const int64_t j0 = (j + n) * BC;
+            if (xform || keys.needs_mask(s, j0, BC)) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
+            fwd_softmax_rows<NT>(acc_s, row_m, row_l, corr, sl2, 0, [&](int kk, int hf, const float (&p)[4]) {
+                acc_s[2 * kk][hf * 2] = p[0], acc_s[2 * kk][hf * 2 + 1] = p[1];
+                acc_s[2 * kk + 1][hf * 2] = p[2], acc_s[2 * kk + 1][hf * 2 + 1] = p[3];
+            });
+        };
+        auto to_pa = [&]() {
+#pragma unroll
+            for (int kk = 0; kk < KV; kk++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    pa[kk][hf] = pack2<T>(acc_s[2 * kk][hf * 2], acc_s[2 * kk][hf * 2 + 1]);
+                    pa[kk][2 + hf] = pack2<T>(acc_s[2 * kk + 1][hf * 2], acc_s[2 * kk + 1][hf * 2 + 1]);
+                }
+        };
+        if (n_tiles > 0) { /* tile 0: S alone (O is still zero) */
+            mbar_wait(k_full(0), 0);
+            fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
+            my_turn();
+            wgmma_fence();
+            issue_s(acc_s, slot(0));
+            your_turn(false);
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc_s);
+            mbar_arrive(k_empty(0));
+            float corr[2];
+            softmax(0, corr);
+            to_pa();
+        }
+        for (int n = 1; n < n_tiles; n++) {
+            mbar_wait(k_full(n & 1), (n >> 1) & 1);
+            mbar_wait(v_full((n - 1) & 1), ((n - 1) >> 1) & 1);
+            fence_proxy_async();
+            my_turn();
+            wgmma_fence();
+            issue_s(acc_s, slot(n));
+            issue_pv(pa, slot(n - 1) + K::T_BYTES);
+            your_turn(false);
+            wgmma_wait<1>(); /* S_n landed; P_{n-1} V_{n-1} may still run */
+            wgmma_fence_regs(acc_s);
+            mbar_arrive(k_empty(n & 1));
+            float corr[2];
+            softmax(n, corr);
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc_o);
+            mbar_arrive(v_empty((n - 1) & 1));
+#pragma unroll
+            for (int dt = 0; dt < DT; dt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc_o[dt][e] *= corr[e >> 1];
+            to_pa();
+        }
+        if (n_tiles > 0) { /* the last tile's P V */
+            const int n = n_tiles - 1;
+            mbar_wait(v_full(n & 1), (n >> 1) & 1);
+            fence_proxy_async();
+            my_turn();
+            wgmma_fence();
+            issue_pv(pa, slot(n) + K::T_BYTES);
+            your_turn(true);
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc_o);
+        }
+    } else {
+        /* All threads load: tile j + 1 into the other stage while tile j computes, one block-wide
+         * barrier a tile. */
+        auto load_kv = [&](int64_t jt, uint32_t stage) {
+            const int64_t j0 = jt * BC;
+            const int nk = (int)min((int64_t)BC, s.sk - j0);
+            load_tile<T, D, BC, THREADS, true>(stage, kg + j0 * a.k.stride[1], a.k.stride[1], nk, dqk, (const T *)a.k.data, tid);
+            load_tile<T, D, BC, THREADS, true>(stage + K::T_BYTES, vg + j0 * a.v.stride[1], a.v.stride[1], nk, dv,
+                                               (const T *)a.v.data, tid);
+        };
+        load_tile<T, D, BR, THREADS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data, tid);
+        if (j < j_end) load_kv(j, sKV);
+        cp_async_commit();
+        uint32_t st = 0; /* the stage holding tile j */
+        for (; j < j_end; j++) {
+            const int64_t j0 = j * BC;
+            cp_async_wait<0>();
+            fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
+            __syncthreads();     /* tile j landed; every warpgroup is done with tile j - 1 (the other stage) */
+            if (j + 1 < j_end) load_kv(j + 1, sKV + (st ^ 1) * 2 * K::T_BYTES);
+            cp_async_commit();
+            const uint32_t sK = sKV + st * 2 * K::T_BYTES, sV = sK + K::T_BYTES;
+
+            float acc_s[NT][4];
+            wgmma_fence();
+            issue_s(acc_s, sK);
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc_s);
+
+            if (xform || keys.needs_mask(s, j0, BC)) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
+            uint32_t pa[KV][4];
+            fwd_softmax_step<T, NT, DT>(acc_s, row_m, row_l, pa, acc_o, sl2);
+
+            wgmma_fence();
+            issue_pv(pa, sV);
+            wgmma_wait<0>();
+            wgmma_fence_regs(acc_o);
+            st ^= 1;
+        }
+        cp_async_wait<0>();
+        /* the epilogue stages O in stage st: its last reader finished before the last barrier */
+        epi_stage = sKV + st * 2 * K::T_BYTES;
+    }
+
+    /* Epilogue: as fwd.cuh's, staged in shared memory at epi_stage */
+    const uint32_t sO = epi_stage;
     const bool vec_o = rows16_ok(a.o, mfa_dtype_of<T>(), a.varlen);
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
@@ -200,10 +309,38 @@ __global__ void __launch_bounds__(Fwd90<T, D>::BLOCK_THREADS, Fwd90Tile<D>::MINB
 #endif
 }
 
-template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
-    using K = Fwd90<T, D>;
-    return mfa_launch((const void *)fwd90_kernel<T, D>, a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR),
+template <typename T, int D, bool SHORT> cudaError_t launch_form(const Args &a, cudaStream_t stream) {
+    using K = Fwd90<T, D, SHORT>;
+    return mfa_launch((const void *)fwd90_kernel<T, D, SHORT>, a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR),
                       K::BLOCK_THREADS, K::SMEM, a, stream);
+}
+
+/* The keys a query tile walks at most: the whole sequence, or a two-sided window's width */
+static inline int64_t walk_span(const Args &a, int br) {
+    int64_t span = a.max_sk;
+    if (a.mask_kind == MFA_MASK_WINDOW && a.window_left >= 0 && a.window_right >= 0)
+        span = std::min(span, (int64_t)a.window_left + a.window_right + br);
+    return span;
+}
+
+/* MFA_CUDA_SHORT_WALK=0 / 1 forces the form where there are two (the tests run the table with
+ * each, since its sequences are short); unset: by walk_span */
+static inline int short_walk_forced() {
+    static const int forced = [] {
+        const char *e = getenv("MFA_CUDA_SHORT_WALK");
+        return e && (e[0] == '0' || e[0] == '1') ? e[0] - '0' : -1;
+    }();
+    return forced;
+}
+
+template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
+    using Tile = Fwd90Tile<D>;
+    if constexpr (Tile::HAS_SHORT) {
+        const int forced = short_walk_forced();
+        if (forced == 1 || (forced < 0 && walk_span(a, Tile::BR) < Tile::SHORT_SPAN))
+            return launch_form<T, D, true>(a, stream);
+    }
+    return launch_form<T, D, false>(a, stream);
 }
 
 } // namespace mfa_fwd90
