@@ -189,6 +189,7 @@ def main():
     ap.add_argument("--modes", nargs="+", choices=["fwd", "bwd"], default=["fwd", "bwd"], help="grid passes")
     ap.add_argument("--peers", nargs="+", help="grid peers (default flash cudnn efficient)")
     ap.add_argument("--grid-only", action="store_true", help="skip the fp16, window and fp32 rows")
+    ap.add_argument("--windows", action="store_true", help="with --grid-only: the window rows too (modes as the grid)")
     ap.add_argument("--fp32-only", action="store_true", help="only the fp32 rows")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -216,8 +217,9 @@ def main():
         r = measure(Case(mfa, 4, 4096, 16, 128, torch.float16, False, bwd=bwd), grid_peers)
         rows.append(r)
         print(fmt_row(r), flush=True)
-    for w in () if args.grid_only or args.fp32_only else (256, 1024):
-        for bwd in (False, True):
+    windows = (256, 1024) if not args.fp32_only and (args.windows or not args.grid_only) else ()
+    for w in windows:
+        for bwd in [m == "bwd" for m in args.modes] if args.windows else (False, True):
             r = measure(Case(mfa, 1, 16384, 16, 128, torch.bfloat16, window=(w - 1, 0), bwd=bwd), ["flex"])
             rows.append(r)
             print(fmt_row(r), flush=True)

@@ -4,7 +4,7 @@
 #   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
 #   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
 # Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
-# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|profile]...
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|profile|dropin]...
 # (default: the first three). Set MFA_SEED to replay inputs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -127,6 +127,13 @@ for step in $steps; do
         2>&1 | grep -E "^(bfloat16|float16|float32) " | tee -a "$OUT/ab.txt"
     done
     rm -rf "$OUT/ab-tmp"
+    ;;
+  dropin)
+    # the Python drop-in (mfa.torch.scaled_dot_product_attention) against torch's default SDPA on
+    # the anchor grid, through this build's libraries without installing the package
+    PYTHONPATH=bindings/python/src MFA_LIBRARY=$B/libmfa.so python3 bindings/python/bench/sdpa_gpu.py \
+      --json "$OUT/dropin.json" 2>&1 | tee "$OUT/dropin.txt" | grep -v "^\s*$"
+    echo "dropin: $(tail -1 "$OUT/dropin.txt")" | tee -a "$OUT/summary.txt"
     ;;
   bench | quick)
     extra=""
