@@ -383,7 +383,10 @@ __device__ __forceinline__ RowAt row_at(const Args &a, const mfa_cuda_tensor_t &
 }
 
 /* delta = rowsum(dO * O): row_threads<D> threads a row, 16 bytes (8 elements) each a step, then a
- * shuffle sum. dO and O: type T, unit-stride head dim, 16-byte rows (checked by the launcher). */
+ * shuffle sum. dO and O: type T, unit-stride head dim, 16-byte rows (checked by the launcher).
+ * Unless the backward is deterministic it also zeroes the row's dQ workspace, which the main
+ * kernel adds into: one pass over the rows instead of a separate memset (16k tokens x width
+ * 2048: 63 us for delta + 41 us for the memset before). */
 template <typename T, int D> __global__ void __launch_bounds__(256) delta_kernel(const __grid_constant__ Args a) {
     constexpr int G = row_threads<D>();
     const int64_t rows = (a.varlen ? a.seqlen_q : a.batch * a.seqlen_q) * a.heads_q;
@@ -408,6 +411,13 @@ template <typename T, int D> __global__ void __launch_bounds__(256) delta_kernel
 #pragma unroll
     for (int o = G / 2; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
     if (r < rows && c0 == 0) a.delta[at.stat] = sum;
+    if (r < rows && !a.deterministic) {
+        float *z = a.dq_accum + r * a.dq_pitch; /* the workspace starts 256-byte aligned */
+        if (a.dq_pitch % 4 == 0)
+            for (int c = c0; c < a.dq_pitch / 4; c += G) ((float4 *)z)[c] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        else
+            for (int c = c0; c < a.dq_pitch; c += G) z[c] = 0.0f;
+    }
 }
 
 /* dq = scale * dq_accum into the caller's 16-bit dQ: row_threads<D> threads a row, 8 elements
@@ -452,14 +462,14 @@ cudaError_t launch_passes(const Args &a, cudaStream_t stream, const void *main_f
     const unsigned row_blocks = (unsigned)((tokens * a.heads_q * row_threads<D>() + 255) / 256);
     void *args_v[] = {(void *)&a};
     cudaError_t e = cudaSuccess;
-    if (!a.deterministic)
+    /* dO already has the fast layout (dispatch); O is the caller's forward output. The fast delta
+     * kernel zeroes the dQ workspace too; the other path needs the memset. */
+    const bool vec = tokens > 0 && rows16_ok(a.o, mfa_dtype_of<T>(), a.varlen);
+    if (!a.deterministic && !vec)
         e = cudaMemsetAsync(a.dq_accum, 0, sizeof(float) * (size_t)(tokens * a.heads_q * a.dq_pitch), stream);
-    if (e == cudaSuccess && tokens > 0) {
-        /* dO already has the fast layout (dispatch); O is the caller's forward output */
-        const bool vec = rows16_ok(a.o, mfa_dtype_of<T>(), a.varlen);
+    if (e == cudaSuccess && tokens > 0)
         e = vec ? cudaLaunchKernel((const void *)delta_kernel<T, D>, dim3(row_blocks), dim3(256), args_v, 0, stream)
                 : mfa_cuda_bwd_delta(&a, stream, false);
-    }
     if (e == cudaSuccess) e = mfa_launch(main_fn, a.batch * a.heads_kv * ((a.max_sk + bc - 1) / bc), threads, smem, a, stream);
     if (e == cudaSuccess && !a.deterministic && tokens > 0) {
         if (a.dq.dtype != MFA_DTYPE_F32 && rows16_ok(a.dq, a.dq.dtype, a.varlen)) {
