@@ -42,8 +42,9 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * further 5-9 % (1.27-1.61x -> 1.38-1.73x), d256 within 2 % either way.
  * SHORT: the form used where a query tile walks few keys (HAS_SHORT, below SHORT_SPAN keys):
  * there one block an SM leaves each block's start and end exposed, and at d64 two blocks an SM
- * of the plain loop (BC = 64, 48 KiB, at most 128 registers; no producer) win: S = 1k causal
- * 247 vs 226 TFLOP/s, S = 4k 340 vs 366, S = 16k 370 vs 408 (the producer form there). */
+ * of the plain form (BC = 64, all threads load, three stages: 64 KiB; 128 registers, no
+ * spills) win: S = 1k causal 247 vs 226 TFLOP/s, S = 4k 340 vs 366, S = 16k 370 vs 408 (the
+ * producer form there). */
 template <int D, bool SHORT = false> struct Fwd90Tile;
 template <> struct Fwd90Tile<64> {
     static constexpr int BR = 128, BC = 128, MINB = 1, SHORT_SPAN = 2048;

@@ -48,8 +48,10 @@ template <typename T, int D, bool SHORT> struct Fwd90 {
     static constexpr uint32_t Q_BYTES = BR * D * 2, T_BYTES = BC * D * 2; /* Q; one K or V tile */
     /* producer: mbarriers Q full, K / V full (x2 each), K / V empty (x2 each) */
     static constexpr uint32_t BAR_BYTES = PRODUCER ? 72 : 0;
-    /* Q, then two stages of [K | V]; 1 KiB of slack to align the swizzle's 8-row groups */
-    static constexpr size_t SMEM = Q_BYTES + 4 * T_BYTES + BAR_BYTES + 1024;
+    /* [K | V] stages: two with the producer (K and V released separately), three in the plain form */
+    static constexpr int STAGES = PRODUCER ? 2 : 3;
+    /* Q, then the stages; 1 KiB of slack to align the swizzle's 8-row groups */
+    static constexpr size_t SMEM = Q_BYTES + STAGES * 2 * T_BYTES + BAR_BYTES + 1024;
     static_assert(D % 64 == 0 && BR == 128 && BC % 16 == 0 && 2 * BC >= BR, "tile shapes");
 };
 
@@ -88,9 +90,6 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D,
     float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.0f, 0.0f};
     const bool xform = a.softcap > 0.0f || a.mask.data != nullptr;
     const float sl2 = xform ? 1.0f : a.scale_log2;
-    /* where the epilogue stages O: with the producer, the warpgroup's own rows of Q, which only its
-     * own products read; else the stage no warpgroup reads any more (below) */
-    uint32_t epi_stage = sQ;
 
     /* S = Q K^T: k16 step ks reads 32 bytes into each 128-byte row of panel ks / 4 */
     auto issue_s = [&](float (&acc_s)[NT][4], uint32_t sK) {
@@ -110,16 +109,30 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D,
         wgmma_commit();
     };
 
+    /* Tiles: with the producer, K and V of tile n in slot n % 2 (K full / empty and V full / empty
+     * mbarriers each); in the plain form all threads load tile n + 1 into stage (n + 1) % 3 while
+     * tile n computes: three stages, since step n still reads tile n - 1's V. */
+    const uint32_t bars = sKV + K::STAGES * 2 * K::T_BYTES; /* producer: Q full, then 8 bytes each: */
+    auto k_full = [&](int sl) { return bars + 8 + 8 * sl; };
+    auto v_full = [&](int sl) { return bars + 24 + 8 * sl; };
+    auto k_empty = [&](int sl) { return bars + 40 + 8 * sl; };
+    auto v_empty = [&](int sl) { return bars + 56 + 8 * sl; };
+    auto stage = [&](int n) { return sKV + (n % K::STAGES) * 2 * K::T_BYTES; };
+    auto load_k = [&](int64_t jt, uint32_t at) {
+        const int64_t j0 = jt * BC;
+        load_tile<T, D, BC, LOADERS, true>(at, kg + j0 * a.k.stride[1], a.k.stride[1], (int)min((int64_t)BC, s.sk - j0),
+                                           dqk, (const T *)a.k.data, tid);
+    };
+    auto load_v = [&](int64_t jt, uint32_t at) {
+        const int64_t j0 = jt * BC;
+        load_tile<T, D, BC, LOADERS, true>(at, vg + j0 * a.v.stride[1], a.v.stride[1], (int)min((int64_t)BC, s.sk - j0),
+                                           dv, (const T *)a.v.data, tid);
+    };
+    const int n_tiles = (int)(j_end - j);
     if constexpr (K::PRODUCER) {
         /* The producer warpgroup loads Q once, then K and V tile by tile, each into the slot the
          * computing warpgroups last released; a tile's arrival is an mbarrier phase, K and V
-         * separately (K_j is read a step before V_j). Barriers (8 bytes each): Q full, K full[2],
-         * V full[2], K empty[2], V empty[2]. */
-        const uint32_t bars = sKV + 4 * K::T_BYTES;
-        auto k_full = [&](int sl) { return bars + 8 + 8 * sl; };
-        auto v_full = [&](int sl) { return bars + 24 + 8 * sl; };
-        auto k_empty = [&](int sl) { return bars + 40 + 8 * sl; };
-        auto v_empty = [&](int sl) { return bars + 56 + 8 * sl; };
+         * separately (K_j is read a step before V_j). */
         if (threadIdx.x == 0) {
             mbar_init(bars, LOADERS);
             for (int sl = 0; sl < 2; sl++) {
@@ -132,17 +145,13 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D,
             regs_dec<K::LOAD_REGS>();
             load_tile<T, D, BR, LOADERS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data, tid);
             cp_async_mbar_arrive(bars);
-            for (int n = 0; j < j_end; n++, j++) {
+            for (int n = 0; n < n_tiles; n++) {
                 const int sl = n & 1, ph = ((n >> 1) & 1) ^ 1; /* slot sl's previous tile released */
-                const int64_t j0 = j * BC;
-                const int nk = (int)min((int64_t)BC, s.sk - j0);
-                const uint32_t sK = sKV + sl * 2 * K::T_BYTES;
                 mbar_wait(k_empty(sl), ph);
-                load_tile<T, D, BC, LOADERS, true>(sK, kg + j0 * a.k.stride[1], a.k.stride[1], nk, dqk, (const T *)a.k.data, tid);
+                load_k(j + n, stage(n));
                 cp_async_mbar_arrive(k_full(sl));
                 mbar_wait(v_empty(sl), ph);
-                load_tile<T, D, BC, LOADERS, true>(sK + K::T_BYTES, vg + j0 * a.v.stride[1], a.v.stride[1], nk, dv,
-                                                   (const T *)a.v.data, tid);
+                load_v(j + n, stage(n) + K::T_BYTES);
                 cp_async_mbar_arrive(v_full(sl));
             }
             cp_async_commit(); /* with the wait: cp.async.wait_all, so no copy is in flight when it exits */
@@ -151,136 +160,123 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D,
         }
         regs_inc<K::MMA_REGS>();
         mbar_wait(bars, 0); /* Q landed */
-
-        /* Software-pipelined (FlashAttention-3's order): step n issues S_n = Q K_n^T and then
-         * O += P_{n-1} V_{n-1}, and runs S_n's softmax while the second product is in flight; O is
-         * rescaled only after it lands. Ping-pong: the two warpgroups take turns to issue (named
-         * barriers 1 and 2, "warpgroup 0's / 1's turn"), so one's products run under the other's
-         * softmax instead of both competing for the tensor cores at once. Both walk the same
-         * tiles, so each turn taken is one given: warpgroup 1 opens warpgroup 0's first turn and
-         * gives none after its own last one. */
-        const int n_tiles = (int)(j_end - j);
-        auto my_turn = [&]() { bar_sync(1 + wg, 2 * 128); };
-        auto your_turn = [&](bool last) {
-            if (!(last && wg == 1)) bar_arrive(2 - wg, 2 * 128);
-        };
-        if (n_tiles > 0 && wg == 1) bar_arrive(1, 2 * 128);
-        auto slot = [&](int n) { return sKV + (n & 1) * 2 * K::T_BYTES; };
-        float acc_s[NT][4];
-        uint32_t pa[KV][4];
-        /* the scores of tile n (landed in acc_s) masked and turned into P, in place; corr: what O
-         * must be multiplied by */
-        auto softmax = [&](int n, float (&corr)[2]) {
-            const int64_t j0 = (j + n) * BC;
-            if (xform || keys.needs_mask(s, j0, BC)) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
-            fwd_softmax_rows<NT>(acc_s, row_m, row_l, corr, sl2, 0, [&](int kk, int hf, const float (&p)[4]) {
-                acc_s[2 * kk][hf * 2] = p[0], acc_s[2 * kk][hf * 2 + 1] = p[1];
-                acc_s[2 * kk + 1][hf * 2] = p[2], acc_s[2 * kk + 1][hf * 2 + 1] = p[3];
-            });
-        };
-        auto to_pa = [&]() {
-#pragma unroll
-            for (int kk = 0; kk < KV; kk++)
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    pa[kk][hf] = pack2<T>(acc_s[2 * kk][hf * 2], acc_s[2 * kk][hf * 2 + 1]);
-                    pa[kk][2 + hf] = pack2<T>(acc_s[2 * kk + 1][hf * 2], acc_s[2 * kk + 1][hf * 2 + 1]);
-                }
-        };
-        if (n_tiles > 0) { /* tile 0: S alone (O is still zero) */
-            mbar_wait(k_full(0), 0);
-            fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
-            my_turn();
-            wgmma_fence();
-            issue_s(acc_s, slot(0));
-            your_turn(false);
-            wgmma_wait<0>();
-            wgmma_fence_regs(acc_s);
-            mbar_arrive(k_empty(0));
-            float corr[2];
-            softmax(0, corr);
-            to_pa();
-        }
-        for (int n = 1; n < n_tiles; n++) {
+    } else {
+        load_tile<T, D, BR, LOADERS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data, tid);
+        if (n_tiles > 0) load_k(j, stage(0)), load_v(j, stage(0) + K::T_BYTES);
+        cp_async_commit();
+    }
+    /* Before step n issues: tile n's K (and tile n - 1's V) landed, and are visible to the async
+     * proxy (cp.async writes through the generic one). The plain form also starts tile n + 1's
+     * load here, behind the barrier that says every warp is done with step n - 1, so with the
+     * stage of tile n - 2. */
+    auto tile_ready = [&](int n) {
+        if constexpr (K::PRODUCER) {
             mbar_wait(k_full(n & 1), (n >> 1) & 1);
-            mbar_wait(v_full((n - 1) & 1), ((n - 1) >> 1) & 1);
+            if (n > 0) mbar_wait(v_full((n - 1) & 1), ((n - 1) >> 1) & 1);
             fence_proxy_async();
-            my_turn();
-            wgmma_fence();
-            issue_s(acc_s, slot(n));
-            issue_pv(pa, slot(n - 1) + K::T_BYTES);
-            your_turn(false);
-            wgmma_wait<1>(); /* S_n landed; P_{n-1} V_{n-1} may still run */
-            wgmma_fence_regs(acc_s);
-            mbar_arrive(k_empty(n & 1));
-            float corr[2];
-            softmax(n, corr);
-            wgmma_wait<0>();
-            wgmma_fence_regs(acc_o);
-            mbar_arrive(v_empty((n - 1) & 1));
-#pragma unroll
-            for (int dt = 0; dt < DT; dt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) acc_o[dt][e] *= corr[e >> 1];
-            to_pa();
+        } else {
+            cp_async_wait<0>();
+            fence_proxy_async();
+            __syncthreads();
+            if (n + 1 < n_tiles) load_k(j + n + 1, stage(n + 1)), load_v(j + n + 1, stage(n + 1) + K::T_BYTES);
+            cp_async_commit();
         }
-        if (n_tiles > 0) { /* the last tile's P V */
-            const int n = n_tiles - 1;
+    };
+    auto k_read = [&](int n) { /* this warpgroup's S_n landed: K_n may be overwritten */
+        if constexpr (K::PRODUCER) mbar_arrive(k_empty(n & 1));
+    };
+    auto v_read = [&](int n) { /* this warpgroup's P_n V_n landed */
+        if constexpr (K::PRODUCER) mbar_arrive(v_empty(n & 1));
+    };
+
+    /* Software-pipelined (FlashAttention-3's order): step n issues S_n = Q K_n^T and then
+     * O += P_{n-1} V_{n-1}, and runs S_n's softmax while the second product is in flight; O is
+     * rescaled only after it lands. With the producer the two warpgroups also take turns to
+     * issue (named barriers 1 and 2, "warpgroup 0's / 1's turn"), so one's products run under the
+     * other's softmax instead of both competing for the tensor cores at once; both walk the same
+     * tiles, so each turn taken is one given: warpgroup 1 opens warpgroup 0's first turn and
+     * gives none after its own last one. (The plain form has two blocks an SM instead.) */
+    auto my_turn = [&]() {
+        if constexpr (K::PRODUCER) bar_sync(1 + wg, 2 * 128);
+    };
+    auto your_turn = [&](bool last) {
+        if constexpr (K::PRODUCER)
+            if (!(last && wg == 1)) bar_arrive(2 - wg, 2 * 128);
+    };
+    if (K::PRODUCER && n_tiles > 0 && wg == 1) bar_arrive(1, 2 * 128);
+    float acc_s[NT][4];
+    uint32_t pa[KV][4];
+    /* the scores of tile n (landed in acc_s) masked and turned into P, in place; corr: what O
+     * must be multiplied by */
+    auto softmax = [&](int n, float (&corr)[2]) {
+        const int64_t j0 = (j + n) * BC;
+        if (xform || keys.needs_mask(s, j0, BC)) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
+        fwd_softmax_rows<NT>(acc_s, row_m, row_l, corr, sl2, 0, [&](int kk, int hf, const float (&p)[4]) {
+            acc_s[2 * kk][hf * 2] = p[0], acc_s[2 * kk][hf * 2 + 1] = p[1];
+            acc_s[2 * kk + 1][hf * 2] = p[2], acc_s[2 * kk + 1][hf * 2 + 1] = p[3];
+        });
+    };
+    auto to_pa = [&]() {
+#pragma unroll
+        for (int kk = 0; kk < KV; kk++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                pa[kk][hf] = pack2<T>(acc_s[2 * kk][hf * 2], acc_s[2 * kk][hf * 2 + 1]);
+                pa[kk][2 + hf] = pack2<T>(acc_s[2 * kk + 1][hf * 2], acc_s[2 * kk + 1][hf * 2 + 1]);
+            }
+    };
+    if (n_tiles > 0) { /* step 0: S alone (O is still zero) */
+        tile_ready(0);
+        my_turn();
+        wgmma_fence();
+        issue_s(acc_s, stage(0));
+        your_turn(false);
+        wgmma_wait<0>();
+        wgmma_fence_regs(acc_s);
+        k_read(0);
+        float corr[2];
+        softmax(0, corr);
+        to_pa();
+    }
+    for (int n = 1; n < n_tiles; n++) {
+        tile_ready(n);
+        my_turn();
+        wgmma_fence();
+        issue_s(acc_s, stage(n));
+        issue_pv(pa, stage(n - 1) + K::T_BYTES);
+        your_turn(false);
+        wgmma_wait<1>(); /* S_n landed; P_{n-1} V_{n-1} may still run */
+        wgmma_fence_regs(acc_s);
+        k_read(n);
+        float corr[2];
+        softmax(n, corr);
+        wgmma_wait<0>();
+        wgmma_fence_regs(acc_o);
+        v_read(n - 1);
+#pragma unroll
+        for (int dt = 0; dt < DT; dt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc_o[dt][e] *= corr[e >> 1];
+        to_pa();
+    }
+    if (n_tiles > 0) { /* the last tile's P V (the plain form's last V landed at its step) */
+        const int n = n_tiles - 1;
+        if constexpr (K::PRODUCER) {
             mbar_wait(v_full(n & 1), (n >> 1) & 1);
             fence_proxy_async();
-            my_turn();
-            wgmma_fence();
-            issue_pv(pa, slot(n) + K::T_BYTES);
-            your_turn(true);
-            wgmma_wait<0>();
-            wgmma_fence_regs(acc_o);
         }
-    } else {
-        /* All threads load: tile j + 1 into the other stage while tile j computes, one block-wide
-         * barrier a tile. */
-        auto load_kv = [&](int64_t jt, uint32_t stage) {
-            const int64_t j0 = jt * BC;
-            const int nk = (int)min((int64_t)BC, s.sk - j0);
-            load_tile<T, D, BC, THREADS, true>(stage, kg + j0 * a.k.stride[1], a.k.stride[1], nk, dqk, (const T *)a.k.data, tid);
-            load_tile<T, D, BC, THREADS, true>(stage + K::T_BYTES, vg + j0 * a.v.stride[1], a.v.stride[1], nk, dv,
-                                               (const T *)a.v.data, tid);
-        };
-        load_tile<T, D, BR, THREADS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data, tid);
-        if (j < j_end) load_kv(j, sKV);
-        cp_async_commit();
-        uint32_t st = 0; /* the stage holding tile j */
-        for (; j < j_end; j++) {
-            const int64_t j0 = j * BC;
-            cp_async_wait<0>();
-            fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
-            __syncthreads();     /* tile j landed; every warpgroup is done with tile j - 1 (the other stage) */
-            if (j + 1 < j_end) load_kv(j + 1, sKV + (st ^ 1) * 2 * K::T_BYTES);
-            cp_async_commit();
-            const uint32_t sK = sKV + st * 2 * K::T_BYTES, sV = sK + K::T_BYTES;
-
-            float acc_s[NT][4];
-            wgmma_fence();
-            issue_s(acc_s, sK);
-            wgmma_wait<0>();
-            wgmma_fence_regs(acc_s);
-
-            if (xform || keys.needs_mask(s, j0, BC)) fwd_mask_scores<NT>(a, acc_s, s, b, h, i0 + row0 + g, j0, t, xform);
-            uint32_t pa[KV][4];
-            fwd_softmax_step<T, NT, DT>(acc_s, row_m, row_l, pa, acc_o, sl2);
-
-            wgmma_fence();
-            issue_pv(pa, sV);
-            wgmma_wait<0>();
-            wgmma_fence_regs(acc_o);
-            st ^= 1;
-        }
-        cp_async_wait<0>();
-        /* the epilogue stages O in stage st: its last reader finished before the last barrier */
-        epi_stage = sKV + st * 2 * K::T_BYTES;
+        my_turn();
+        wgmma_fence();
+        issue_pv(pa, stage(n) + K::T_BYTES);
+        your_turn(true);
+        wgmma_wait<0>();
+        wgmma_fence_regs(acc_o);
     }
+    if constexpr (!K::PRODUCER) cp_async_wait<0>(); /* nothing in flight at the end */
 
-    /* Epilogue: as fwd.cuh's, staged in shared memory at epi_stage */
-    const uint32_t sO = epi_stage;
+    /* Epilogue: as fwd.cuh's, staged in shared memory in the warpgroup's own rows of Q, which only
+     * its own products read (all landed) */
+    const uint32_t sO = sQ;
     const bool vec_o = rows16_ok(a.o, mfa_dtype_of<T>(), a.varlen);
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
