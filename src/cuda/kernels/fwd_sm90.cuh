@@ -7,13 +7,14 @@
  *     O += P V_j       wgmma, P from registers (C fragments are A fragments), V_j from shared
  *                      memory read transposed by the descriptor
  * Tiles sit in shared memory in the 128-byte swizzle layout (ptx.cuh pnl: 64-column panels).
- * Two forms (tile-sizes.h):
+ * Both warpgroups software-pipeline the tiles (FlashAttention-3's order): S_j is issued with
+ * P_{j-1} V_{j-1}, and S_j's softmax runs while that product is in flight. Two forms
+ * (tile-sizes.h), one loop:
  *   PRODUCER: a third warpgroup loads Q, then K_j and V_j into two slots each, with mbarriers
- *     between it and the two that compute; those two software-pipeline the tiles (S_j issued
- *     with P_{j-1} V_{j-1}, S_j's softmax run while that product is in flight) and take turns
- *     to issue, so one's products run under the other's softmax (FlashAttention-3's order).
- *   plain: all threads load tile j + 1 while tile j computes, one block-wide barrier a tile, and
- *     two blocks share an SM instead (d64 on short walks).
+ *     between it and the two that compute, which take turns to issue, so one's products run
+ *     under the other's softmax.
+ *   plain: all threads load tile j + 1 into the third of three stages while tile j computes,
+ *     one block-wide barrier a tile, and two blocks share an SM instead (d64 on short walks).
  * Everything else (masks, softcap, dense bias, GQA, varlen, LSE, outputs) is fwd.cuh's, through
  * the same helpers. Compiled for sm_90a only (MFA_HAS_WGMMA); the dispatcher calls it on compute
  * capability 9.0. */
