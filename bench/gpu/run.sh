@@ -4,7 +4,7 @@
 #   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
 #   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
 # Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
-# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|profile|dropin]...
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|profile|dropin|pytest]...
 # (default: the first three). Set MFA_SEED to replay inputs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -127,6 +127,14 @@ for step in $steps; do
         2>&1 | grep -E "^(bfloat16|float16|float32) " | tee -a "$OUT/ab.txt"
     done
     rm -rf "$OUT/ab-tmp"
+    ;;
+  pytest)
+    # the Python package's whole test suite (the CUDA tests run here only), through this build's
+    # libraries without installing the package
+    lib="$(pwd)/$B/libmfa.so"
+    (cd bindings/python && PYTHONPATH=src MFA_LIBRARY="$lib" python3 -m pytest tests -q -x \
+      >"$OUT/pytest.log" 2>&1)
+    echo "pytest (bindings/python): rc=$?: $(tail -1 "$OUT/pytest.log")" | tee -a "$OUT/summary.txt"
     ;;
   dropin)
     # the Python drop-in (mfa.torch.scaled_dot_product_attention) against torch's default SDPA on

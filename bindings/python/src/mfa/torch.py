@@ -52,7 +52,9 @@ _cuda_missing: dict = {}  # device index -> reason the CUDA context could not be
 
 
 def _peek(counter) -> int:
-    return counter.__reduce__()[1][0]  # the next value, without taking it
+    """The next value, without taking it: from repr, "count(n)" (itertools' pickle support, which
+    __reduce__ was, goes in Python 3.14)."""
+    return int(repr(counter)[len("count("):-1])
 
 
 def stats(reset: bool = False) -> dict:
