@@ -30,21 +30,20 @@ template <> struct FwdTile<192> { static constexpr int BR = 128, BC = 64, WARPS 
 template <> struct FwdTile<224> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
 template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS = 8, MINB = 1; };
 
-/* Forward on Hopper (fwd_sm90.cuh, wgmma): two warpgroups of 64 query rows (BR = 128, 8 warps);
- * K, V in shared memory twice (this tile and the next, loading). Operands come from shared memory
- * through descriptors, so registers hold only accumulators: S (BC / 2 a thread), O (D / 2) and P
- * (BC / 4 packed). BC = 128 at d64 / d128 (160 KiB at d128), 64 at d256 (32 + 128 accumulators,
- * 192 KiB). One block an SM.
- * PRODUCER: a third warpgroup loads the tiles (mbarriers; setmaxnreg 240 / 240 / 24), so the two
- * that compute never meet at a barrier, and they issue in turns, each tile's softmax under the
- * last tile's P V (FlashAttention-3's order). H100, same run: the producer took d128 fwd from
- * 1.14-1.40x to 1.27-1.60x FA2, d256 1.29-1.68x -> 1.43-1.94x; the turns and overlap d128 a
- * further 5-9 % (1.27-1.61x -> 1.38-1.73x), d256 within 2 % either way.
+/* Forward on Hopper (fwd_sm90.cuh, wgmma): two warpgroups of 64 query rows (BR = 128, 8 warps).
+ * Operands come from shared memory through descriptors, so registers hold only accumulators:
+ * S (BC / 2 a thread), O (D / 2) and P (BC / 4 packed, in flight during the next tile's S).
+ * PRODUCER form: a third warpgroup loads K, V into two slots (mbarriers; setmaxnreg 240 / 240 /
+ * 24), the two that compute never meet at a barrier and issue in turns, each tile's softmax
+ * under the last tile's P V (FlashAttention-3's order). BC = 128 at d64 / d128 (160 KiB at
+ * d128), 64 at d256 (32 + 128 accumulators, 192 KiB); one block an SM. H100, same run: the
+ * producer took d128 fwd from 1.14-1.40x to 1.27-1.60x FA2, d256 1.29-1.68x -> 1.43-1.94x; the
+ * turns and overlap d128 a further 6-9 % (1.31-1.62x -> 1.43-1.73x), d256 within 2 %.
  * SHORT: the form used where a query tile walks few keys (HAS_SHORT, below SHORT_SPAN keys):
  * there one block an SM leaves each block's start and end exposed, and at d64 two blocks an SM
- * of the plain form (BC = 64, all threads load, three stages: 64 KiB; 128 registers, no
- * spills) win: S = 1k causal 247 vs 226 TFLOP/s, S = 4k 340 vs 366, S = 16k 370 vs 408 (the
- * producer form there). */
+ * of the plain form (BC = 64, all threads load, three stages: 64 KiB; 128 registers, no spills)
+ * win. d64 causal fwd, plain vs producer form: S = 1k 247 vs 226 TFLOP/s, S = 4k 340 vs 366,
+ * S = 16k 370 vs 408. */
 template <int D, bool SHORT = false> struct Fwd90Tile;
 template <> struct Fwd90Tile<64> {
     static constexpr int BR = 128, BC = 128, MINB = 1, SHORT_SPAN = 2048;
