@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D,
     const int tid = K::PRODUCER ? (int)threadIdx.x - THREADS : (int)threadIdx.x; /* among the loaders */
 
     const int64_t j_end = (keys.hi + BC - 1) / BC;
-    int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
+    const int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end; /* the first key tile: step n takes tile j + n */
 
     float acc_o[DT][4];
 #pragma unroll
