@@ -385,8 +385,8 @@ __device__ __forceinline__ RowAt row_at(const Args &a, const mfa_cuda_tensor_t &
 /* delta = rowsum(dO * O): row_threads<D> threads a row, 16 bytes (8 elements) each a step, then a
  * shuffle sum. dO and O: type T, unit-stride head dim, 16-byte rows (checked by the launcher).
  * Unless the backward is deterministic it also zeroes the row's dQ workspace, which the main
- * kernel adds into: one pass over the rows instead of a separate memset (16k tokens x width
- * 2048: 63 us for delta + 41 us for the memset before). */
+ * kernel adds into: one pass over the rows instead of a separate memset (H100, 16k tokens x
+ * width 2048: 93 us, against 63 us for delta + 41 us for the memset before). */
 template <typename T, int D> __global__ void __launch_bounds__(256) delta_kernel(const __grid_constant__ Args a) {
     constexpr int G = row_threads<D>();
     const int64_t rows = (a.varlen ? a.seqlen_q : a.batch * a.seqlen_q) * a.heads_q;
