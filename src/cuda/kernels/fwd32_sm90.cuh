@@ -289,12 +289,8 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) q_inv[hf] = sQinv[row0 + g + hf * 8];
 
-    float acc_o[DT][4];
-#pragma unroll
-    for (int dt = 0; dt < DT; dt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) acc_o[dt][e] = 0.0f;
-    float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.0f, 0.0f};
+    float acc_o[DT][4], row_m[2], row_l[2];
+    fwd_rows_start<DT>(acc_o, row_m, row_l);
     const bool xform = a.softcap > 0.0f || a.mask.data != nullptr;
     const float sl2 = xform ? 1.0f : a.scale_log2;
 

@@ -83,12 +83,8 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D,
     const int64_t j_end = (keys.hi + BC - 1) / BC;
     const int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end; /* the first key tile: step n takes tile j + n */
 
-    float acc_o[DT][4];
-#pragma unroll
-    for (int dt = 0; dt < DT; dt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) acc_o[dt][e] = 0.0f;
-    float row_m[2] = {-INFINITY, -INFINITY}, row_l[2] = {0.0f, 0.0f};
+    float acc_o[DT][4], row_m[2], row_l[2];
+    fwd_rows_start<DT>(acc_o, row_m, row_l);
     const bool xform = a.softcap > 0.0f || a.mask.data != nullptr;
     const float sl2 = xform ? 1.0f : a.scale_log2;
 

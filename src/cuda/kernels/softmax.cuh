@@ -47,6 +47,18 @@ __device__ __forceinline__ void fwd_mask_scores(const Args &a, float (&acc)[NT][
     }
 }
 
+/* Before the first key tile: a thread's O accumulators zero, its two rows' running max -inf
+ * (no score seen) and sum 0 (the Hopper forwards, one m16 tile a warp). */
+template <int DT>
+__device__ __forceinline__ void fwd_rows_start(float (&acc_o)[DT][4], float (&row_m)[2], float (&row_l)[2]) {
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) acc_o[dt][e] = 0.0f;
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) row_m[hf] = -INFINITY, row_l[hf] = 0.0f;
+}
+
 /* One online-softmax step on both rows of a thread: the running max m (score units) and this
  * thread's partial sum l move to the new scores, corr[hf] gets what O must be multiplied by, and
  * the probabilities go to emit(kk, hf, p) four at a time: p[0..1] of n-tile 2kk, p[2..3] of
