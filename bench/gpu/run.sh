@@ -62,19 +62,26 @@ for step in $steps; do
     python3 bench/gpu/profile_one.py --lib $B --shape 2,2048,8,128 --causal --determinism 2>&1 | tail -1 | tee -a "$OUT/summary.txt"
     ;;
   sanitize)
+    # one case under one tool; extra arguments: environment settings for the run (and its label)
+    sanitize_case() {
+      local tool=$1 f=$2
+      shift 2
+      env "$@" compute-sanitizer --tool $tool --error-exitcode 9 ./$B/mfa check --backend cuda --filter $f \
+        >>"$OUT/sanitize.log" 2>&1
+      echo "compute-sanitizer $tool $f${*:+ ($*)}: rc=$? $(grep -E '^=+ (ERROR SUMMARY|RACECHECK SUMMARY)' "$OUT/sanitize.log" | tail -1)" |
+        tee -a "$OUT/summary.txt"
+    }
     for tool in memcheck racecheck; do
       for f in bwd_causal_tl varlen_gqa4_bf16 s63_d256 bf16_s1000_causal bwd_varlen_causal_br_no_keys transposed_k \
         bwd_bf16_d128_causal_gqa2 bwd_f16_d256_window bwd_bf16_d96_varlen_causal_br \
         s1000_d128_causal dense_bool_causal_br_gqa2 bwd_bf16_s300_d64 bwd_f16_s777_d128_window_gqa4 \
         bwd_bf16_s333_dqk40_dv24_causal bwd_bf16_sq130_skv517_d64_br_gqa2 bwd_bf16_varlen_dqk200_dv256_causal_gqa2 \
         varlen_gqa2_causal_dqk100_dv52; do
-        compute-sanitizer --tool $tool --error-exitcode 9 ./$B/mfa check --backend cuda --filter $f >>"$OUT/sanitize.log" 2>&1
-        echo "compute-sanitizer $tool $f: rc=$? $(grep -E '^=+ (ERROR SUMMARY|RACECHECK SUMMARY)' "$OUT/sanitize.log" | tail -1)" | tee -a "$OUT/summary.txt"
+        sanitize_case $tool $f
       done
       # d64 in the Hopper forward's long-walk form (the table's sequences pick the short one)
       for f in bf16_s1000_causal varlen_gqa4_bf16 dense_bf16; do
-        MFA_CUDA_SHORT_WALK=0 compute-sanitizer --tool $tool --error-exitcode 9 ./$B/mfa check --backend cuda --filter $f >>"$OUT/sanitize.log" 2>&1
-        echo "compute-sanitizer $tool $f (MFA_CUDA_SHORT_WALK=0): rc=$? $(grep -E '^=+ (ERROR SUMMARY|RACECHECK SUMMARY)' "$OUT/sanitize.log" | tail -1)" | tee -a "$OUT/summary.txt"
+        sanitize_case $tool $f MFA_CUDA_SHORT_WALK=0
       done
     done
     ;;
