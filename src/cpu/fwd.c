@@ -66,6 +66,10 @@ static void prefetch_row(void *arg, int64_t r, int64_t n) {
     prefetch_part(next->v, next->v_bytes, r, n);
 }
 
+/* Rows that share one key range in O += P V on an edge tile: two of the microkernels' row blocks
+ * (6 rows with AVX2, 12 with AVX-512 fit in 24) keep their full height. */
+#define BAND_ROWS 24
+
 /* One query block's operands and running state: rows [i0, i0 + n) of (batch b, q head h). */
 typedef struct {
     int64_t b, h, hk, i0, n;
@@ -94,8 +98,14 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     const void *q = (const char *)blk->q + (size_t)(r_lo * blk->ldq) * q_size;
     float *S = blk->S + r_lo * BK, *o = blk->o + r_lo * Dv, *m = blk->m + r_lo, *l = blk->l + r_lo;
 
+    /* a tile on the mask's edge: per row, the columns it sees (fp32 products only) */
+    int64_t band_lo[MFA_CPU_BQ], band_hi[MFA_CPU_BQ];
+    const bool band = !job->bf16_qk && !job->bf16_pv && mfa_cpu_tile_band(pr, blk->s, i0, n, j0, nk, band_lo, band_hi);
     if (job->bf16_qk)
         k->gemm_bf16(n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb), 2 * BK, S, BK, false);
+    else if (band)
+        mfa_cpu_gemm_band_cols(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), S, BK, band_lo,
+                               band_hi);
     else
         mfa_cpu_gemm_panels(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), S, BK, false);
     const float mul = mfa_cpu_finish_scores(pr, b, blk->h, blk->s, i0, n, j0, nk, S, BK, NULL);
@@ -110,6 +120,9 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
             if (nk2 > nk) blk->pb[r * BK + nk] = 0;
         }
         k->gemm_bf16(n, Dv, nk2, blk->pb, BK, mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb), 2 * Dv, o, Dv, true);
+    } else if (band) {
+        mfa_cpu_gemm_band_keys(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, band_lo, band_hi,
+                               BAND_ROWS);
     } else {
         mfa_cpu_gemm_panels(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, true);
     }

@@ -42,6 +42,54 @@ void mfa_cpu_gemm_panels(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64
     }
 }
 
+bool mfa_cpu_tile_band(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t j0, int64_t nk,
+                       int64_t *lo, int64_t *hi) {
+    int64_t lo_last, hi_first, unused;
+    mfa_key_range(pr, i0, s->sq, s->sk, &unused, &hi_first);
+    mfa_key_range(pr, i0 + n - 1, s->sq, s->sk, &lo_last, &unused);
+    if (lo_last <= j0 && hi_first >= j0 + nk) return false;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t l, h;
+        mfa_key_range(pr, i0 + r, s->sq, s->sk, &l, &h);
+        lo[r] = l - j0 < 0 ? 0 : l - j0 > nk ? nk : l - j0;
+        hi[r] = h - j0 < lo[r] ? lo[r] : h - j0 > nk ? nk : h - j0;
+    }
+    return true;
+}
+
+void mfa_cpu_gemm_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                            mfa_cpu_panels_t B, float *C, int64_t ldc, const int64_t *lo, const int64_t *hi) {
+    const int64_t width = k->nr > 0 ? k->nr : B.cols;
+    int64_t r_a = 0, r_b = 0; /* the rows that see a column of this panel: both move forward only */
+    for (int64_t first = 0; first < N; first += width) {
+        const int64_t stored = B.cols - first < width ? B.cols - first : width;
+        const int64_t used = N - first < width ? N - first : width;
+        while (r_a < M && hi[r_a] <= first) r_a++;
+        if (r_b < r_a) r_b = r_a;
+        while (r_b < M && lo[r_b] < first + used) r_b++;
+        if (r_a < r_b)
+            k->gemm(r_b - r_a, used, K, A + r_a * lda, lda, B.data + first * B.rows, stored, C + r_a * ldc + first, ldc,
+                    false);
+    }
+}
+
+void mfa_cpu_gemm_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *P, int64_t ldp,
+                            mfa_cpu_panels_t B, float *C, int64_t ldc, const int64_t *lo, const int64_t *hi,
+                            int64_t rows) {
+    const int64_t width = k->nr > 0 ? k->nr : B.cols;
+    for (int64_t first = 0; first < N; first += width) { /* a K x width panel of B stays in L1 */
+        const int64_t stored = B.cols - first < width ? B.cols - first : width;
+        const int64_t used = N - first < width ? N - first : width;
+        for (int64_t r0 = 0; r0 < M; r0 += rows) {
+            const int64_t m = M - r0 < rows ? M - r0 : rows;
+            const int64_t k0 = lo[r0], k1 = hi[r0 + m - 1] < K ? hi[r0 + m - 1] : K;
+            if (k0 < k1)
+                k->gemm(m, used, k1 - k0, P + r0 * ldp + k0, ldp, B.data + first * B.rows + k0 * stored, stored,
+                        C + r0 * ldc + first, ldc, true);
+        }
+    }
+}
+
 void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
                         const float *src) {
     for (int64_t r = 0; r < n; r++) {
