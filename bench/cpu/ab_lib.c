@@ -14,6 +14,9 @@
  *                    [--causal-b] (B runs causal while A runs the full mask: the causal
  *                    target "GFLOP/s over the visited half within 10% of full", measured with
  *                    the two alternating; A and B may then be the same library)
+ *                    [--window-b LEFT] (B runs the causal sliding window of LEFT keys while A
+ *                    runs the full mask: the window target "time <= 1.3 x (LEFT / seq) x full
+ *                    time", measured alternating)
  * Copy one of two libraries of the same path elsewhere first: dlopen loads a path once. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -114,7 +117,7 @@ int main(int argc, char **argv) {
     if (argc < 3) return fprintf(stderr, "usage: ab_lib A.so B.so [options] (see the top of ab_lib.c)\n"), 2;
     int64_t seq = 2048, dim = 128, heads = 8, seq_q = 0, heads_kv = 0;
     int threads = 1, pairs = 15, causal = 0, bwd = 0, causal_b = 0;
-    int64_t window = -1;
+    int64_t window = -1, window_b = -1;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
         if (!strcmp(a, "--causal")) causal = 1;
@@ -124,6 +127,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seq-q")) seq_q = atoll(v), i++;
         else if (!strcmp(a, "--heads-kv")) heads_kv = atoll(v), i++;
         else if (!strcmp(a, "--window")) window = atoll(v), i++;
+        else if (!strcmp(a, "--window-b")) window_b = atoll(v), i++;
         else if (!strcmp(a, "--dim")) dim = atoll(v), i++;
         else if (!strcmp(a, "--heads")) heads = atoll(v), i++;
         else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
@@ -159,6 +163,10 @@ int main(int argc, char **argv) {
     mfa_attention_params_t pb = p; /* B's call: the same, or causal with --causal-b */
     double gflop_b = gflop;
     if (causal_b) pb.mask = MFA_MASK_CAUSAL, gflop_b = flop_per_pair * 0.5 * (double)seq * (double)(seq + 1);
+    if (window_b >= 0) {
+        pb.mask = MFA_MASK_WINDOW, pb.window_left = window_b, pb.window_right = 0, gflop_b = 0;
+        for (int64_t i = 0; i < seq; i++) gflop_b += flop_per_pair * (double)(i < window_b ? i + 1 : window_b + 1);
+    }
     double wall[2][256], cpu[2][256], ratio_wall[256], ratio_cpu[256];
     for (int i = -1; i < pairs; i++) { /* i = -1: warm-up */
         for (int s = 0; s < 2; s++) {
@@ -184,5 +192,8 @@ int main(int argc, char **argv) {
                gflop_b / median(cpu[1], pairs), median(ratio_cpu, pairs));
     if (causal_b) /* per pair: B's GFLOP/s over A's */
         printf("  causal B / full A, GFLOP/s: %.3f\n", gflop_b / gflop / median(ratio_wall, pairs));
+    if (window_b >= 0)
+        printf("  window B / full A, time: %.4f (limit 1.3 x %lld / %lld = %.4f)\n", median(ratio_wall, pairs),
+               (long long)window_b, (long long)seq, 1.3 * (double)window_b / (double)seq);
     return 0;
 }
