@@ -174,6 +174,14 @@ void mfa_cpu_gemm_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, in
 void mfa_cpu_gemm_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *P, int64_t ldp,
                             mfa_cpu_panels_t B, float *C, int64_t ldc, const int64_t *lo, const int64_t *hi,
                             int64_t rows);
+/* The same with B plain row-major, ldb apart (the backward's dV += P^T dO, dK += dS^T Q: there
+ * M runs over keys and K over the query rows that see them). */
+void mfa_cpu_gemm_band_keys_rows(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *P,
+                                 int64_t ldp, const float *B, int64_t ldb, float *C, int64_t ldc, const int64_t *lo,
+                                 const int64_t *hi, int64_t rows);
+/* Rows that share one K range in the band GEMMs: two of the microkernels' row blocks (6 rows with
+ * AVX2, 12 with AVX-512 fit in 24) keep their full height. */
+#define MFA_CPU_BAND_ROWS 24
 bool mfa_cpu_block_tile_kept(const mfa_problem_t *pr, int64_t b, int64_t h, int64_t i0, int64_t n, int64_t j0,
                              int64_t nk);
 

@@ -66,10 +66,6 @@ static void prefetch_row(void *arg, int64_t r, int64_t n) {
     prefetch_part(next->v, next->v_bytes, r, n);
 }
 
-/* Rows that share one key range in O += P V on an edge tile: two of the microkernels' row blocks
- * (6 rows with AVX2, 12 with AVX-512 fit in 24) keep their full height. */
-#define BAND_ROWS 24
-
 /* One query block's operands and running state: rows [i0, i0 + n) of (batch b, q head h). */
 typedef struct {
     int64_t b, h, hk, i0, n;
@@ -122,7 +118,7 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
         k->gemm_bf16(n, Dv, nk2, blk->pb, BK, mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb), 2 * Dv, o, Dv, true);
     } else if (band) {
         mfa_cpu_gemm_band_keys(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, band_lo, band_hi,
-                               BAND_ROWS);
+                               MFA_CPU_BAND_ROWS);
     } else {
         mfa_cpu_gemm_panels(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, true);
     }

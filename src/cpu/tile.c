@@ -90,6 +90,16 @@ void mfa_cpu_gemm_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, in
     }
 }
 
+void mfa_cpu_gemm_band_keys_rows(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *P,
+                                 int64_t ldp, const float *B, int64_t ldb, float *C, int64_t ldc, const int64_t *lo,
+                                 const int64_t *hi, int64_t rows) {
+    for (int64_t r0 = 0; r0 < M; r0 += rows) {
+        const int64_t m = M - r0 < rows ? M - r0 : rows;
+        const int64_t k0 = lo[r0], k1 = hi[r0 + m - 1] < K ? hi[r0 + m - 1] : K;
+        if (k0 < k1) k->gemm(m, N, k1 - k0, P + r0 * ldp + k0, ldp, B + k0 * ldb, ldb, C + r0 * ldc, ldc, true);
+    }
+}
+
 void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
                         const float *src) {
     for (int64_t r = 0; r < n; r++) {
