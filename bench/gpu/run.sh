@@ -4,7 +4,7 @@
 #   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
 #   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
 # Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
-# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|profile|dropin|pytest]...
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|ncu-bwd90|profile|dropin|pytest]...
 # (default: the first three). Set MFA_SEED to replay inputs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -104,6 +104,28 @@ for step in $steps; do
         python3 bench/gpu/profile_one.py --lib $B --shape $shape >"$OUT/ncu_bwd_${shape//,/-}.txt" 2>&1
       echo "ncu bwd_kernel $shape: rc=$?" | tee -a "$OUT/summary.txt"
     done
+    ;;
+  ncu-bwd90)
+    # the Hopper backward's main kernel next to FlashAttention-2's on one shape (NCU_SHAPE, default
+    # d64 S = 1k causal, the cell where it trails): speed of light, warp states, scheduler
+    shape=${NCU_SHAPE:-16,1024,32,64}
+    sections="--section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section Occupancy"
+    ncu --kernel-name regex:bwd90_kernel --launch-count 1 $sections \
+      python3 bench/gpu/profile_one.py --lib $B --shape $shape --causal >"$OUT/ncu_bwd90_${shape//,/-}.txt" 2>&1
+    echo "ncu bwd90_kernel $shape causal: rc=$?" | tee -a "$OUT/summary.txt"
+    cat >/tmp/fa2_bwd.py <<'PY'
+import sys, torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+B, S, H, D = map(int, sys.argv[1].split(","))
+q, k, v = (torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+    F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(torch.randn(B, H, S, D, device="cuda", dtype=torch.bfloat16))
+torch.cuda.synchronize()
+PY
+    ncu --kernel-name regex:flash_bwd_dq_dk_dv --launch-count 1 $sections python3 /tmp/fa2_bwd.py "$shape" \
+      >"$OUT/ncu_fa2_bwd_${shape//,/-}.txt" 2>&1
+    echo "ncu FA2 bwd $shape causal: rc=$?" | tee -a "$OUT/summary.txt"
     ;;
   wgmma-ab)
     # the grid with the Hopper (wgmma) kernels off and on, FlashAttention-2 alongside

@@ -30,7 +30,7 @@ static size_t tile_index(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_
 /* Transposed into dst [dim][BK] (in panels): the g rows gathered (converted to fp32 where
  * needed), then each dim's g values stored side by side, one run in one cache line, where a key
  * at a time wrote one float to each of dim lines (window 256 at 4096, D 128: those scattered
- * stores were a third of the pack). */
+ * stores were most of the packing loop's own time). */
 static void pack_transposed(const pack_job_t *job, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
                             int64_t c0, int64_t g, int64_t dim, float *rows, float *dst) {
     const int64_t BK = MFA_CPU_BK, nr = job->kv->nr;

@@ -67,6 +67,8 @@ template <typename T, int D> struct Bwd90 {
     /* d128 with the dQ warpgroup: P^T and dS^T in one pass after both products (see phase A),
      * which fits the 224 registers; d64 keeps the two-pass order, 3-7 % faster there (H100) */
     static constexpr bool ONE_PASS = DQ_WG && D >= 128;
+    /* each tile's key ranges from three values found once (BwdTileKeys), except at d128 (registers) */
+    static constexpr bool TILE_KEYS = !ONE_PASS;
     static_assert(!DQ_WG || 2 * MAIN_REGS + DQ_REGS <= 3 * 168, "register pool");
     static constexpr int DW = DIM_SPLIT ? D / 2 : D; /* dK / dV dims a warpgroup holds */
     static constexpr int NQ = BR / 8, DT = DW / 8, KQ = D / 16, KB = BR / 16;
@@ -240,6 +242,13 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
         const int64_t i0 = (int64_t)tile * BR;
         const int n_rows = (int)min((int64_t)BR, s.sq - i0);
         const bool need_mask = walk.needs_mask(tile);
+        /* each row's keys of the block: found once a tile, but at d128 the three registers that
+         * keeps live through phase A spill (84 bytes), so there row by row */
+        const BwdTileKeys tkeys(a, s, i0, j0, BC, need_mask && K::TILE_KEYS);
+        auto row_keys = [&](int q, int &klo, int &khi) {
+            if constexpr (K::TILE_KEYS) tkeys.row(q, klo, khi);
+            else bwd_row_keys(a, s, i0 + q, j0, BC, need_mask, klo, khi);
+        };
         const uint32_t sQ = sQ0 + buf * 2 * K::Q_BYTES, sO = sQ + K::Q_BYTES;
 
         cp_async_wait<0>();
@@ -272,8 +281,8 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const int q = wg * (BR / 2) + n * 8 + 2 * t + e;
-                    int klo, khi; /* the block's keys this row sees (bwd_walk.cuh) */
-                    bwd_row_keys(a, s, i0 + q, j0, BC, need_mask, klo, khi);
+                    int klo, khi; /* the block's keys this row sees (BwdTileKeys) */
+                    row_keys(q, klo, khi);
                     const float nl2 = -sL[q] * MFA_LOG2E, dl = sDl[q];
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
@@ -359,8 +368,8 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
         /* P^T = 2^(S^T scale log2e - lse log2e) in place, masked */
         auto softmax_p = [&](int n, int e) {
             const int q = n * 8 + 2 * t + e; /* query column of this element */
-            int klo, khi; /* the block's keys this row sees (bwd_walk.cuh) */
-            bwd_row_keys(a, s, i0 + q, j0, BC, need_mask, klo, khi);
+            int klo, khi; /* the block's keys this row sees (BwdTileKeys) */
+            row_keys(q, klo, khi);
             const float nl2 = -sL[q] * MFA_LOG2E;
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {

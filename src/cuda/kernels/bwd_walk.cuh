@@ -60,6 +60,33 @@ __device__ __forceinline__ void bwd_row_keys(const Args &a, const Seq &s, int64_
     khi = (int)min(max(rhi - j0, (int64_t)0), (int64_t)bc);
 }
 
+/* The same for every row q of a query tile at i0, found once a tile: under causal and window masks
+ * both bounds move one key a row (clamped to the sequence), so row q's keys are
+ * [clamp(x0 + q, 0, kmax), clamp(z0 + q, 0, kmax)) with three 32-bit values, where bwd_row_keys
+ * costs a 64-bit mfa_key_range a row (ncu, H200, d64 S = 1k causal: the integer pipe was the
+ * busiest, ahead of the tensor cores). An unbounded side sits far outside [0, kmax]. */
+struct BwdTileKeys {
+    int x0, z0, kmax;
+    __device__ __forceinline__ BwdTileKeys(const Args &a, const Seq &s, int64_t i0, int64_t j0, int bc, bool need_mask) {
+        constexpr int64_t FAR = 1 << 30;
+        auto clip = [](int64_t v) { return (int)min(max(v, -FAR), FAR); };
+        x0 = (int)-FAR, z0 = (int)FAR, kmax = bc;
+        if (!need_mask) return;
+        kmax = (int)min((int64_t)bc, s.sk - j0);
+        const int64_t diag = i0 + (a.mask_align == MFA_ALIGN_BOTTOM_RIGHT ? s.sk - s.sq : 0) - j0;
+        if (a.mask_kind == MFA_MASK_CAUSAL) {
+            z0 = clip(diag + 1);
+        } else if (a.mask_kind == MFA_MASK_WINDOW) {
+            if (a.window_left >= 0) x0 = clip(diag - min(a.window_left, FAR));
+            if (a.window_right >= 0) z0 = clip(diag + min(a.window_right, FAR) + 1);
+        }
+    }
+    __device__ __forceinline__ void row(int q, int &klo, int &khi) const {
+        klo = min(max(x0 + q, 0), kmax);
+        khi = min(max(z0 + q, 0), kmax);
+    }
+};
+
 /* The first row of q head h of a sequence: Q and dO pointers and the LSE / delta index. */
 template <typename T> struct BwdHead {
     const T *q, *dout;
