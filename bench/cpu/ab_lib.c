@@ -113,6 +113,13 @@ static int decode(lib_t *lib, int64_t sq, int64_t sk, int64_t heads, int64_t hkv
     return 0;
 }
 
+/* (query, key) pairs a causal sliding window of `left` keys visits at seq x seq */
+static double window_pairs(int64_t seq, int64_t left) {
+    double pairs = 0;
+    for (int64_t i = 0; i < seq; i++) pairs += (double)(i < left ? i + 1 : left + 1);
+    return pairs;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) return fprintf(stderr, "usage: ab_lib A.so B.so [options] (see the top of ab_lib.c)\n"), 2;
     int64_t seq = 2048, dim = 128, heads = 8, seq_q = 0, heads_kv = 0;
@@ -154,19 +161,15 @@ int main(int argc, char **argv) {
         if (lib[0].fwd(lib[0].ctx, &p)) return fprintf(stderr, "ab_lib: forward failed\n"), 1;
     }
     double pairs_visited = causal ? 0.5 * (double)seq * (double)(seq + 1) : (double)seq * (double)seq;
-    if (window >= 0) {
-        pairs_visited = 0;
-        for (int64_t i = 0; i < seq; i++) pairs_visited += (double)(i < window ? i + 1 : window + 1);
-    }
+    if (window >= 0) pairs_visited = window_pairs(seq, window);
     const double flop_per_pair = (bwd ? 10.0 : 4.0) * (double)heads * (double)dim * 1e-9;
     const double gflop = flop_per_pair * pairs_visited;
     mfa_attention_params_t pb = p; /* B's call: the same, or causal with --causal-b */
     double gflop_b = gflop;
     if (causal_b) pb.mask = MFA_MASK_CAUSAL, gflop_b = flop_per_pair * 0.5 * (double)seq * (double)(seq + 1);
-    if (window_b >= 0) {
-        pb.mask = MFA_MASK_WINDOW, pb.window_left = window_b, pb.window_right = 0, gflop_b = 0;
-        for (int64_t i = 0; i < seq; i++) gflop_b += flop_per_pair * (double)(i < window_b ? i + 1 : window_b + 1);
-    }
+    if (window_b >= 0)
+        pb.mask = MFA_MASK_WINDOW, pb.window_left = window_b, pb.window_right = 0,
+        gflop_b = flop_per_pair * window_pairs(seq, window_b);
     double wall[2][256], cpu[2][256], ratio_wall[256], ratio_cpu[256];
     for (int i = -1; i < pairs; i++) { /* i = -1: warm-up */
         for (int s = 0; s < 2; s++) {

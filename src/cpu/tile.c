@@ -42,18 +42,28 @@ void mfa_cpu_gemm_panels(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64
     }
 }
 
-bool mfa_cpu_tile_band(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t j0, int64_t nk,
-                       int64_t *lo, int64_t *hi) {
+/* Whether every row of [i0, i0 + n) sees every key of [j0, j0 + nk): the bounds are monotone
+ * in the row, so the first row's end and the last row's start decide. */
+static bool tile_whole(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t j0, int64_t nk) {
     int64_t lo_last, hi_first, unused;
     mfa_key_range(pr, i0, s->sq, s->sk, &unused, &hi_first);
     mfa_key_range(pr, i0 + n - 1, s->sq, s->sk, &lo_last, &unused);
-    if (lo_last <= j0 && hi_first >= j0 + nk) return false;
-    for (int64_t r = 0; r < n; r++) {
-        int64_t l, h;
-        mfa_key_range(pr, i0 + r, s->sq, s->sk, &l, &h);
-        lo[r] = l - j0 < 0 ? 0 : l - j0 > nk ? nk : l - j0;
-        hi[r] = h - j0 < lo[r] ? lo[r] : h - j0 > nk ? nk : h - j0;
-    }
+    return lo_last <= j0 && hi_first >= j0 + nk;
+}
+
+/* The columns [*c_lo, *c_hi) of the tile at j0 (nk keys) that row i sees. */
+static void row_cols(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i, int64_t j0, int64_t nk, int64_t *c_lo,
+                     int64_t *c_hi) {
+    int64_t lo, hi;
+    mfa_key_range(pr, i, s->sq, s->sk, &lo, &hi);
+    *c_lo = lo - j0 < 0 ? 0 : lo - j0 > nk ? nk : lo - j0;
+    *c_hi = hi - j0 < *c_lo ? *c_lo : hi - j0 > nk ? nk : hi - j0;
+}
+
+bool mfa_cpu_tile_band(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t j0, int64_t nk,
+                       int64_t *lo, int64_t *hi) {
+    if (tile_whole(pr, s, i0, n, j0, nk)) return false;
+    for (int64_t r = 0; r < n; r++) row_cols(pr, s, i0 + r, j0, nk, &lo[r], &hi[r]);
     return true;
 }
 
@@ -73,23 +83,6 @@ void mfa_cpu_gemm_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, in
     }
 }
 
-void mfa_cpu_gemm_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *P, int64_t ldp,
-                            mfa_cpu_panels_t B, float *C, int64_t ldc, const int64_t *lo, const int64_t *hi,
-                            int64_t rows) {
-    const int64_t width = k->nr > 0 ? k->nr : B.cols;
-    for (int64_t first = 0; first < N; first += width) { /* a K x width panel of B stays in L1 */
-        const int64_t stored = B.cols - first < width ? B.cols - first : width;
-        const int64_t used = N - first < width ? N - first : width;
-        for (int64_t r0 = 0; r0 < M; r0 += rows) {
-            const int64_t m = M - r0 < rows ? M - r0 : rows;
-            const int64_t k0 = lo[r0], k1 = hi[r0 + m - 1] < K ? hi[r0 + m - 1] : K;
-            if (k0 < k1)
-                k->gemm(m, used, k1 - k0, P + r0 * ldp + k0, ldp, B.data + first * B.rows + k0 * stored, stored,
-                        C + r0 * ldc + first, ldc, true);
-        }
-    }
-}
-
 void mfa_cpu_gemm_band_keys_rows(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *P,
                                  int64_t ldp, const float *B, int64_t ldb, float *C, int64_t ldc, const int64_t *lo,
                                  const int64_t *hi, int64_t rows) {
@@ -97,6 +90,17 @@ void mfa_cpu_gemm_band_keys_rows(const mfa_cpu_kernels_t *k, int64_t M, int64_t 
         const int64_t m = M - r0 < rows ? M - r0 : rows;
         const int64_t k0 = lo[r0], k1 = hi[r0 + m - 1] < K ? hi[r0 + m - 1] : K;
         if (k0 < k1) k->gemm(m, N, k1 - k0, P + r0 * ldp + k0, ldp, B + k0 * ldb, ldb, C + r0 * ldc, ldc, true);
+    }
+}
+
+void mfa_cpu_gemm_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *P, int64_t ldp,
+                            mfa_cpu_panels_t B, float *C, int64_t ldc, const int64_t *lo, const int64_t *hi,
+                            int64_t rows) {
+    const int64_t width = k->nr > 0 ? k->nr : B.cols;
+    for (int64_t first = 0; first < N; first += width) { /* a K x width panel of B stays in L1 */
+        const int64_t stored = B.cols - first < width ? B.cols - first : width;
+        const int64_t used = N - first < width ? N - first : width;
+        mfa_cpu_gemm_band_keys_rows(k, M, used, K, P, ldp, B.data + first * B.rows, stored, C + first, ldc, lo, hi, rows);
     }
 }
 
@@ -118,20 +122,13 @@ float mfa_cpu_finish_scores(const mfa_problem_t *pr, int64_t b, int64_t h, const
     const float scale = pr->scale, cap = pr->p.softcap;
     const bool per_element = pr->p.block_mask || pr->p.attn_mask.data;
     const bool plain = cap == 0 && !per_element;
-    if (plain) { /* nothing to do when every row sees every key of the tile (most tiles) */
-        int64_t lo_last, hi_first, unused;
-        mfa_key_range(pr, i0, s->sq, s->sk, &unused, &hi_first);
-        mfa_key_range(pr, i0 + n - 1, s->sq, s->sk, &lo_last, &unused);
-        if (lo_last <= j0 && hi_first >= j0 + nk) return scale * MFA_LOG2E;
-    }
+    /* nothing to do when every row sees every key of the tile (most tiles) */
+    if (plain && tile_whole(pr, s, i0, n, j0, nk)) return scale * MFA_LOG2E;
     for (int64_t r = 0; r < n; r++) {
         float *x = S + r * ld;
         const int64_t i = i0 + r;
-        int64_t lo, hi;
-        mfa_key_range(pr, i, s->sq, s->sk, &lo, &hi);
-        /* columns [c_lo, c_hi) of this tile pass the causal/window bounds */
-        const int64_t c_lo = lo - j0 < 0 ? 0 : lo - j0 > nk ? nk : lo - j0;
-        const int64_t c_hi = hi - j0 < c_lo ? c_lo : hi - j0 > nk ? nk : hi - j0;
+        int64_t c_lo, c_hi; /* columns [c_lo, c_hi) of this tile pass the causal/window bounds */
+        row_cols(pr, s, i, j0, nk, &c_lo, &c_hi);
         for (int64_t c = 0; c < c_lo; c++) x[c] = -INFINITY;
         for (int64_t c = c_hi; c < nk; c++) x[c] = -INFINITY;
         if (dcap && cap > 0) { /* dropped pairs: P = 0, and dS must not read stale scratch */
