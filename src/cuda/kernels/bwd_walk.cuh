@@ -73,7 +73,7 @@ struct BwdTileKeys {
         x0 = (int)-FAR, z0 = (int)FAR, kmax = bc;
         if (!need_mask) return;
         kmax = (int)min((int64_t)bc, s.sk - j0);
-        const int64_t diag = i0 + (a.mask_align == MFA_ALIGN_BOTTOM_RIGHT ? s.sk - s.sq : 0) - j0;
+        const int64_t diag = mfa_key_diag(a, i0, s.sq, s.sk) - j0; /* mfa_key_range's bounds, less j0 */
         if (a.mask_kind == MFA_MASK_CAUSAL) {
             z0 = clip(diag + 1);
         } else if (a.mask_kind == MFA_MASK_WINDOW) {

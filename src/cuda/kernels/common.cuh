@@ -133,9 +133,14 @@ static inline cudaError_t mfa_launch(const void *fn, int64_t blocks, int threads
 
 /* ---- Masks (the device twins of problem.h) -------------------------------------------------- */
 /* Keys j in [lo, hi) pass the causal / window mask for row i of an (sq, sk) sequence. */
+/* The key on row i's causal diagonal (top-left: i; bottom-right: shifted by sk - sq). */
+__device__ __forceinline__ int64_t mfa_key_diag(const Args &a, int64_t i, int64_t sq, int64_t sk) {
+    return i + (a.mask_align == MFA_ALIGN_BOTTOM_RIGHT ? sk - sq : 0);
+}
+
 __device__ __forceinline__ void mfa_key_range(const Args &a, int64_t i, int64_t sq, int64_t sk, int64_t &lo,
                                               int64_t &hi) {
-    const int64_t diag = i + (a.mask_align == MFA_ALIGN_BOTTOM_RIGHT ? sk - sq : 0);
+    const int64_t diag = mfa_key_diag(a, i, sq, sk);
     int64_t x = 0, z = sk;
     if (a.mask_kind == MFA_MASK_CAUSAL) {
         z = diag + 1;
