@@ -104,11 +104,26 @@ static rows_t load_rows(const bwd_job_t *job, int64_t b, int64_t h, const mfa_se
     return r;
 }
 
-/* A tile on the causal/window edge (tile.c); on = false: every row sees every key. */
+/* A tile on the causal/window edge (mfa_cpu_tile_band): per row r the tile's columns [lo, hi) it
+ * sees, per key c the rows [r_lo, r_hi) that see it. on = false: every row sees every key. */
 typedef struct {
     bool on;
-    mfa_cpu_band_t at;
+    int64_t lo[MFA_CPU_BQ], hi[MFA_CPU_BQ];
+    int64_t r_lo[MFA_CPU_BK], r_hi[MFA_CPU_BK];
 } band_t;
+
+static void find_band(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t j0, int64_t nk,
+                      band_t *band) {
+    band->on = mfa_cpu_tile_band(pr, s, i0, n, j0, nk, band->lo, band->hi);
+    if (!band->on) return;
+    int64_t a = 0, z = 0; /* both bounds are non-decreasing in the row, so these only move forward */
+    for (int64_t c = 0; c < nk; c++) {
+        while (a < n && band->hi[a] <= c) a++;
+        if (z < a) z = a;
+        while (z < n && band->lo[z] <= c) z++;
+        band->r_lo[c] = a, band->r_hi[c] = z;
+    }
+}
 
 /* For one (query block, key tile): S = Q K^T -> P (in S), dP = dO V^T -> dS (in dP); dq: the
  * block's rows of the dQ accumulator that the caller adds into next. On an edge tile the two
@@ -121,12 +136,12 @@ static void tile_p_ds(const bwd_job_t *job, int64_t b, int64_t h, const mfa_seq_
     float *dcap = pr->p.softcap > 0 ? w->dcap : NULL;
     const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), vt = mfa_cpu_kv_vt(pr, &job->kv, b, hk, kb);
     if (band->on)
-        mfa_cpu_gemm_band_cols(k, n, nk, pr->p.head_dim_qk, rows->q, rows->ldq, kt, w->S, BK, &band->at);
+        mfa_cpu_gemm_band_cols(k, n, nk, pr->p.head_dim_qk, rows->q, rows->ldq, kt, w->S, BK, band->lo, band->hi);
     else
         mfa_cpu_gemm_panels(k, n, nk, pr->p.head_dim_qk, rows->q, rows->ldq, kt, w->S, BK, false);
     const float mul = mfa_cpu_finish_scores(pr, b, h, s, i0, n, j0, nk, w->S, BK, dcap);
     if (band->on)
-        mfa_cpu_gemm_band_cols(k, n, nk, pr->p.head_dim_v, rows->dout, rows->lddo, vt, w->dP, BK, &band->at);
+        mfa_cpu_gemm_band_cols(k, n, nk, pr->p.head_dim_v, rows->dout, rows->lddo, vt, w->dP, BK, band->lo, band->hi);
     else
         mfa_cpu_gemm_panels(k, n, nk, pr->p.head_dim_v, rows->dout, rows->lddo, vt, w->dP, BK, false);
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
@@ -142,7 +157,7 @@ static void tile_p_ds(const bwd_job_t *job, int64_t b, int64_t h, const mfa_seq_
         if (w->lse2[r] == -INFINITY) memset(P, 0, sizeof(float) * (size_t)nk); /* a row that kept nothing */
         else k->exp2_sum(P, nk, mul, w->lse2[r]);
         const float D = w->delta[r];
-        const int64_t c_lo = band->on ? band->at.lo[r] : 0, c_hi = band->on ? band->at.hi[r] : nk;
+        const int64_t c_lo = band->on ? band->lo[r] : 0, c_hi = band->on ? band->hi[r] : nk;
         for (int64_t c = 0; c < c_lo; c++) dS[c] = 0.0f; /* dP was not computed there */
         for (int64_t c = c_lo; c < c_hi; c++) dS[c] = P[c] * (dS[c] - D);
         for (int64_t c = c_hi; c < nk; c++) dS[c] = 0.0f;
@@ -199,18 +214,18 @@ static void tile_grads(const bwd_job_t *job, int64_t c, int64_t b, int64_t h, co
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BQ = MFA_CPU_BQ;
     const rows_t rows = load_rows(job, b, h, s, i0, n, w);
     band_t band;
-    band.on = mfa_cpu_tile_band(pr, s, i0, n, kb * MFA_CPU_BK, nk, &band.at);
+    find_band(pr, s, i0, n, kb * MFA_CPU_BK, nk, &band);
     tile_p_ds(job, b, h, s, i0, n, kb, nk, &rows, &band, w, dq_rows(job, c, b, h, i0));
     const int64_t G = MFA_CPU_BAND_ROWS;
     const mfa_cpu_panels_t k_rows = mfa_cpu_kv_k_rows(pr, &job->kv, b, h / pr->group, kb);
     float *dq = dq_rows(job, c, b, h, i0);
     transpose(w->S, n, nk, w->T); /* P^T */
-    if (band.on) mfa_cpu_gemm_band_keys_rows(k, nk, Dv, n, w->T, BQ, rows.dout, rows.lddo, dv, Dv, band.at.r_lo, band.at.r_hi, G);
+    if (band.on) mfa_cpu_gemm_band_keys_rows(k, nk, Dv, n, w->T, BQ, rows.dout, rows.lddo, dv, Dv, band.r_lo, band.r_hi, G);
     else k->gemm(nk, Dv, n, w->T, BQ, rows.dout, rows.lddo, dv, Dv, true);
     transpose(w->dP, n, nk, w->T); /* dS^T */
-    if (band.on) mfa_cpu_gemm_band_keys_rows(k, nk, Dq, n, w->T, BQ, rows.q, rows.ldq, dk, Dq, band.at.r_lo, band.at.r_hi, G);
+    if (band.on) mfa_cpu_gemm_band_keys_rows(k, nk, Dq, n, w->T, BQ, rows.q, rows.ldq, dk, Dq, band.r_lo, band.r_hi, G);
     else k->gemm(nk, Dq, n, w->T, BQ, rows.q, rows.ldq, dk, Dq, true);
-    if (band.on) mfa_cpu_gemm_band_keys(k, n, Dq, nk, w->dP, MFA_CPU_BK, k_rows, dq, Dq, band.at.lo, band.at.hi, G);
+    if (band.on) mfa_cpu_gemm_band_keys(k, n, Dq, nk, w->dP, MFA_CPU_BK, k_rows, dq, Dq, band.lo, band.hi, G);
     else mfa_cpu_gemm_panels(k, n, Dq, nk, w->dP, MFA_CPU_BK, k_rows, dq, Dq, true);
 }
 

@@ -161,22 +161,16 @@ void mfa_cpu_tile_key_range(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t
  * key tiles; the GEMMs skip them. */
 void mfa_cpu_tile_rows(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t j0, int64_t nk,
                        int64_t *r_lo, int64_t *r_hi);
-/* A tile on the causal/window edge, both ways round: row r < n sees the tile's columns
- * [lo[r], hi[r]), and column c < nk is seen by the rows [r_lo[c], r_hi[c]) (all non-decreasing). */
-typedef struct mfa_cpu_band {
-    int64_t lo[MFA_CPU_BQ], hi[MFA_CPU_BQ];
-    int64_t r_lo[MFA_CPU_BK], r_hi[MFA_CPU_BK];
-} mfa_cpu_band_t;
-/* Fills the band of rows [i0, i0 + n) x keys [j0, j0 + nk); false, leaving it unset, when every
- * row sees every key. */
+/* A tile on the causal/window edge: each row r < n sees the tile's columns [lo[r], hi[r]) (both
+ * non-decreasing in r). Returns false, leaving lo / hi unset, when every row sees all nk. */
 bool mfa_cpu_tile_band(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t j0, int64_t nk,
-                       mfa_cpu_band_t *band);
+                       int64_t *lo, int64_t *hi);
 /* The GEMMs of such a tile, skipping what the band leaves out (rows run at one-panel, not tile,
  * granularity): S[M][N] = A B over only the panels of columns a row sees (the others are left as
  * they were: the score finishing masks them), and C[M][N] += P[M][K] B[K][N] over only the keys
  * (K) the rows of each group of `rows` see (P is 0 outside them). */
 void mfa_cpu_gemm_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                            mfa_cpu_panels_t B, float *C, int64_t ldc, const mfa_cpu_band_t *band);
+                            mfa_cpu_panels_t B, float *C, int64_t ldc, const int64_t *lo, const int64_t *hi);
 void mfa_cpu_gemm_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *P, int64_t ldp,
                             mfa_cpu_panels_t B, float *C, int64_t ldc, const int64_t *lo, const int64_t *hi,
                             int64_t rows);

@@ -95,12 +95,13 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     float *S = blk->S + r_lo * BK, *o = blk->o + r_lo * Dv, *m = blk->m + r_lo, *l = blk->l + r_lo;
 
     /* a tile on the mask's edge: per row, the columns it sees (fp32 products only) */
-    mfa_cpu_band_t edge;
-    const bool band = !job->bf16_qk && !job->bf16_pv && mfa_cpu_tile_band(pr, blk->s, i0, n, j0, nk, &edge);
+    int64_t band_lo[MFA_CPU_BQ], band_hi[MFA_CPU_BQ];
+    const bool band = !job->bf16_qk && !job->bf16_pv && mfa_cpu_tile_band(pr, blk->s, i0, n, j0, nk, band_lo, band_hi);
     if (job->bf16_qk)
         k->gemm_bf16(n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb), 2 * BK, S, BK, false);
     else if (band)
-        mfa_cpu_gemm_band_cols(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), S, BK, &edge);
+        mfa_cpu_gemm_band_cols(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), S, BK, band_lo,
+                               band_hi);
     else
         mfa_cpu_gemm_panels(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), S, BK, false);
     const float mul = mfa_cpu_finish_scores(pr, b, blk->h, blk->s, i0, n, j0, nk, S, BK, NULL);
@@ -116,7 +117,7 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
         }
         k->gemm_bf16(n, Dv, nk2, blk->pb, BK, mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb), 2 * Dv, o, Dv, true);
     } else if (band) {
-        mfa_cpu_gemm_band_keys(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, edge.lo, edge.hi,
+        mfa_cpu_gemm_band_keys(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, band_lo, band_hi,
                                MFA_CPU_BAND_ROWS);
     } else {
         mfa_cpu_gemm_panels(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, true);

@@ -61,28 +61,22 @@ static void row_cols(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i, int
 }
 
 bool mfa_cpu_tile_band(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, int64_t n, int64_t j0, int64_t nk,
-                       mfa_cpu_band_t *band) {
+                       int64_t *lo, int64_t *hi) {
     if (tile_whole(pr, s, i0, n, j0, nk)) return false;
-    for (int64_t r = 0; r < n; r++) row_cols(pr, s, i0 + r, j0, nk, &band->lo[r], &band->hi[r]);
-    int64_t a = 0, z = 0; /* both bounds are non-decreasing in the row, so these only move forward */
-    for (int64_t c = 0; c < nk; c++) {
-        while (a < n && band->hi[a] <= c) a++;
-        if (z < a) z = a;
-        while (z < n && band->lo[z] <= c) z++;
-        band->r_lo[c] = a, band->r_hi[c] = z;
-    }
+    for (int64_t r = 0; r < n; r++) row_cols(pr, s, i0 + r, j0, nk, &lo[r], &hi[r]);
     return true;
 }
 
 void mfa_cpu_gemm_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
-                            mfa_cpu_panels_t B, float *C, int64_t ldc, const mfa_cpu_band_t *band) {
-    (void)M; /* the band's rows */
+                            mfa_cpu_panels_t B, float *C, int64_t ldc, const int64_t *lo, const int64_t *hi) {
     const int64_t width = k->nr > 0 ? k->nr : B.cols;
+    int64_t r_a = 0, r_b = 0; /* the rows that see a column of this panel: both move forward only */
     for (int64_t first = 0; first < N; first += width) {
         const int64_t stored = B.cols - first < width ? B.cols - first : width;
         const int64_t used = N - first < width ? N - first : width;
-        /* the rows that see a column of this panel: from the first's first to the last's last */
-        const int64_t r_a = band->r_lo[first], r_b = band->r_hi[first + used - 1];
+        while (r_a < M && hi[r_a] <= first) r_a++;
+        if (r_b < r_a) r_b = r_a;
+        while (r_b < M && lo[r_b] < first + used) r_b++;
         if (r_a < r_b)
             k->gemm(r_b - r_a, used, K, A + r_a * lda, lda, B.data + first * B.rows, stored, C + r_a * ldc + first, ldc,
                     false);
