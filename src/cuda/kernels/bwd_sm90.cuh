@@ -67,7 +67,7 @@ template <typename T, int D> struct Bwd90 {
     /* d128 with the dQ warpgroup: P^T and dS^T in one pass after both products (see phase A),
      * which fits the 224 registers; d64 keeps the two-pass order, 3-7 % faster there (H100) */
     static constexpr bool ONE_PASS = DQ_WG && D >= 128;
-    /* each tile's key ranges from three values found once (BwdTileKeys), except at d128 (registers) */
+    /* each tile's key ranges from three values found once (BwdTileKeys); d128 keeps one (BwdTileDiag) */
     static constexpr bool TILE_KEYS = !ONE_PASS;
     static_assert(!DQ_WG || 2 * MAIN_REGS + DQ_REGS <= 3 * 168, "register pool");
     static constexpr int DW = DIM_SPLIT ? D / 2 : D; /* dK / dV dims a warpgroup holds */
@@ -243,11 +243,17 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
         const int n_rows = (int)min((int64_t)BR, s.sq - i0);
         const bool need_mask = walk.needs_mask(tile);
         /* each row's keys of the block: found once a tile, but at d128 the three registers that
-         * keeps live through phase A spill (84 bytes), so there row by row */
+         * keeps live through phase A spill (84 bytes), so there from the tile's diagonal alone */
         const BwdTileKeys tkeys(a, s, i0, j0, BC, need_mask && K::TILE_KEYS);
+        const BwdTileDiag tdiag(a, s, i0, j0);
         auto row_keys = [&](int q, int &klo, int &khi) {
-            if constexpr (K::TILE_KEYS) tkeys.row(q, klo, khi);
-            else bwd_row_keys(a, s, i0 + q, j0, BC, need_mask, klo, khi);
+            if constexpr (K::TILE_KEYS) {
+                tkeys.row(q, klo, khi);
+            } else if (need_mask) {
+                tdiag.row(a, (int)min((int64_t)BC, s.sk - j0), q, klo, khi);
+            } else {
+                klo = 0, khi = BC;
+            }
         };
         const uint32_t sQ = sQ0 + buf * 2 * K::Q_BYTES, sO = sQ + K::Q_BYTES;
 
@@ -513,6 +519,10 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
     (void)a;
 #endif
 }
+
+/* Whether this kernel takes the problem: BwdTileDiag's 32-bit diagonal needs sequences of at most
+ * 2^29 rows (the sm80 kernel takes longer ones) */
+inline bool takes(const Args &a) { return BwdTileDiag::fits(a); }
 
 template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stream) {
     using K = Bwd90<T, D>;

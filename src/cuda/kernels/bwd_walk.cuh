@@ -87,6 +87,33 @@ struct BwdTileKeys {
     }
 };
 
+/* BwdTileKeys in one register, for the d128 kernel, where its three spill through phase A (84
+ * bytes): only the tile's diagonal less j0 is kept; the window sides and the sequence's end come
+ * from the params each row, a few more integer operations a row than BwdTileKeys but no 64-bit
+ * mfa_key_range. The diagonal less j0 lies in (-max(sq, sk), max(sq, sk)), so it is exact in 32
+ * bits while `fits` holds (the dispatcher's condition for the kernels that use it); window sides
+ * are clipped to 2^30, which keeps every sum in 32 bits and every clipped side outside [0, bc]. */
+struct BwdTileDiag {
+    static constexpr int64_t NEAR = 1 << 29, FAR = 1 << 30;
+    int d0;
+    static bool fits(const Args &a) { return a.max_sq <= NEAR && a.max_sk <= NEAR; }
+    __device__ __forceinline__ BwdTileDiag(const Args &a, const Seq &s, int64_t i0, int64_t j0)
+        : d0((int)mfa_key_diag(a, i0, s.sq, s.sk) - (int)j0) {}
+    /* row q's keys of the tile, [klo, khi) of kmax = min(bc, sk - j0) */
+    __device__ __forceinline__ void row(const Args &a, int kmax, int q, int &klo, int &khi) const {
+        const int d = d0 + q;
+        int x = (int)-FAR, z = (int)FAR;
+        if (a.mask_kind == MFA_MASK_CAUSAL) {
+            z = d + 1;
+        } else if (a.mask_kind == MFA_MASK_WINDOW) {
+            if (a.window_left >= 0) x = d - (int)min(a.window_left, FAR);
+            if (a.window_right >= 0) z = d + (int)min(a.window_right, FAR) + 1;
+        }
+        klo = min(max(x, 0), kmax);
+        khi = min(max(z, 0), kmax);
+    }
+};
+
 /* The first row of q head h of a sequence: Q and dO pointers and the LSE / delta index. */
 template <typename T> struct BwdHead {
     const T *q, *dout;

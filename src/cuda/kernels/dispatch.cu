@@ -215,7 +215,7 @@ template <typename T> cudaError_t bwd_for(int64_t need, const Args &a, cudaStrea
     if (std::is_same<T, TT>::value && need <= D && pick == 0) pick = D;
     MFA_CUDA_BWD_INSTANCES(MFA_PICK_BWD)
 #undef MFA_PICK_BWD
-    if (wgmma_wanted(sm_major)) {
+    if (wgmma_wanted(sm_major) && mfa_bwd90::takes(a)) {
 #define MFA_TRY_BWD90(TT, D)                                                  \
     if (std::is_same<T, TT>::value && pick == D) {                            \
         *taken = true;                                                        \
