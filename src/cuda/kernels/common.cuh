@@ -90,14 +90,19 @@ __device__ __forceinline__ Seq mfa_seq(const Args &a, int64_t b) {
  *    instead starts each block's walk at a different query tile, BwdWalk::rotate, and keeps tiles
  *    adjacent without a mask: its S = 4k non-causal ran 0.65x FA2 with pairs fastest).
  * `adjacent_if_even`: take the first order whenever the tiles cost the same (no mask).
+ * `tiles_together`: pairs fastest only while at least this many tiles of a head run at a time
+ * (resident / n_pairs); below it each head's dQ rows are added by too few blocks between their
+ * trips to DRAM (the Hopper backward at d256, S = 4k causal, 32 heads: 4 tiles a head ran 0.84x
+ * FA2 with 32 % DRAM throughput, 8 needed, i.e. tiles adjacent, 1.14x).
  * Measured on the H100 (docs/cuda.md): forward d64 S = 1k 219 -> 258 TFLOP/s with tiles adjacent;
  * forward d128 S = 16k causal 353 with pairs fastest vs 329; backward d256 S = 1k 2.9 -> 2.1 ms with
  * tiles adjacent, d128 S = 16k 2.7 % slower. */
 __device__ __forceinline__ void mfa_grid_order(const Args &a, int64_t n_tiles, int64_t n_pairs, int blocks_per_sm,
-                                               bool adjacent_if_even, int64_t &pair, int64_t &tile) {
+                                               bool adjacent_if_even, int64_t &pair, int64_t &tile,
+                                               int tiles_together = 4) {
     const int64_t lin = blockIdx.x;
     const bool adjacent = (adjacent_if_even && a.mask_kind == MFA_MASK_NONE) ||
-                          4 * n_pairs > (int64_t)a.sm_count * blocks_per_sm;
+                          tiles_together * n_pairs > (int64_t)a.sm_count * blocks_per_sm;
     if (adjacent)
         pair = lin / n_tiles, tile = lin % n_tiles;
     else
