@@ -7,6 +7,8 @@
 #ifndef MFA_CPU_H
 #define MFA_CPU_H
 
+#include <stdatomic.h>
+
 #include "../backend.h"
 #include "kernels.h"
 
@@ -117,6 +119,12 @@ typedef struct mfa_cpu_kv {
     /* bf16 pairs for gemm_bf16 (bf16 inputs on a CPU with a bf16 dot product): */
     uint16_t *kt_pairs; /* [b][hk][kb][head_dim_qk/2][BK][2]: K^T, pairs along the dim */
     uint16_t *v_pairs;  /* [b][hk][kb][BK/2][head_dim_v][2]: V, pairs along the keys */
+    /* MFA_CPU_PACK_LAZY: each tile packed by the first thread that needs it (mfa_cpu_kv_ready) */
+    _Atomic(unsigned char) *state; /* [b][hk][kb]: 0 not packed, 1 being packed, 2 packed; NULL: all packed */
+    const mfa_problem_t *pr;
+    const mfa_cpu_kernels_t *k;
+    float *rows; /* per thread: the packers' converted rows, row_floats each */
+    int64_t row_floats;
 } mfa_cpu_kv_t;
 
 enum {
@@ -125,8 +133,22 @@ enum {
     MFA_CPU_PACK_V_ROWS = 4,
     MFA_CPU_PACK_K_PAIRS = 8,  /* instead of kt */
     MFA_CPU_PACK_V_PAIRS = 16, /* instead of v_rows */
+    MFA_CPU_PACK_LAZY = 32,    /* no pass: tiles packed on first use (mfa_cpu_kv_ready) */
 };
 mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what, mfa_cpu_kv_t *kv);
+/* With MFA_CPU_PACK_LAZY: tile (b, hk, kb) packed before it returns, by this thread (`thread` <
+ * the context's threads) if no other has started it, else after waiting for the one that has. A
+ * no-op for tiles packed by the pass. */
+void mfa_cpu_kv_ready(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb, int thread);
+/* Where tile (b, hk, kb) will be packed from while it is not yet (lazy packing): key c's K row at
+ * k + c * k_step (k_bytes long), its V row likewise, for c < keys. False when the tile is packed
+ * or being packed, or its rows are not contiguous. */
+typedef struct {
+    const char *k, *v;
+    int64_t k_step, v_step, keys;
+    size_t k_bytes, v_bytes;
+} mfa_cpu_kv_source_t;
+bool mfa_cpu_kv_source(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb, mfa_cpu_kv_source_t *src);
 /* Ends kv's use of the context's pack buffer (which the context keeps, see mfa_cpu_state_t). */
 void mfa_cpu_kv_free(mfa_cpu_kv_t *kv);
 /* The packed tiles of (batch b, kv head hk, key tile kb). */

@@ -44,13 +44,21 @@ static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (siz
 typedef struct {
     const float *kt, *v;
     size_t kt_bytes, v_bytes; /* 0: nothing to prefetch */
+    bool unpacked;            /* lazy packing: the tile's source rows instead (src) */
+    mfa_cpu_kv_source_t src;
 } next_tile_t;
 
 static next_tile_t next_tile(const fwd_job_t *job, int64_t b, int64_t hk, int64_t kb) {
+    next_tile_t next = {0};
+    if (mfa_cpu_kv_source(&job->kv, b, hk, kb, &next.src)) {
+        next.unpacked = true;
+        return next;
+    }
     const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(job->pr, &job->kv, b, hk, kb);
     const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(job->pr, &job->kv, b, hk, kb);
-    return (next_tile_t){kt.data, v.data, sizeof(float) * (size_t)(kt.rows * kt.cols),
-                         sizeof(float) * (size_t)(v.rows * v.cols)};
+    next.kt = kt.data, next.v = v.data;
+    next.kt_bytes = sizeof(float) * (size_t)(kt.rows * kt.cols), next.v_bytes = sizeof(float) * (size_t)(v.rows * v.cols);
+    return next;
 }
 
 static void prefetch_part(const float *p, size_t bytes, int64_t part, int64_t parts) {
@@ -59,9 +67,24 @@ static void prefetch_part(const float *p, size_t bytes, int64_t part, int64_t pa
     for (size_t i = lo; i < hi; i++) __builtin_prefetch((const char *)p + i * line, 0, 2);
 }
 
-/* The part of the next tile that goes with softmax row r of n (mfa_cpu_softmax_step's hook). */
+static void prefetch_rows(const char *p, int64_t step, size_t bytes, int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; c++)
+        for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(p + c * step + at, 0, 2);
+}
+
+/* The part of the next tile that goes with softmax row r of n (mfa_cpu_softmax_step's hook): of
+ * its packed K^T and V, or, where it is not packed yet, of the K and V rows it will be packed
+ * from (those come from DRAM: a window's tiles are each packed by the query block that first
+ * needs them). */
 static void prefetch_row(void *arg, int64_t r, int64_t n) {
     const next_tile_t *next = arg;
+    if (next->unpacked) {
+        const mfa_cpu_kv_source_t *src = &next->src;
+        const int64_t lo = src->keys * r / n, hi = src->keys * (r + 1) / n;
+        prefetch_rows(src->k, src->k_step, src->k_bytes, lo, hi);
+        prefetch_rows(src->v, src->v_step, src->v_bytes, lo, hi);
+        return;
+    }
     prefetch_part(next->kt, next->kt_bytes, r, n);
     prefetch_part(next->v, next->v_bytes, r, n);
 }
@@ -69,6 +92,7 @@ static void prefetch_row(void *arg, int64_t r, int64_t n) {
 /* One query block's operands and running state: rows [i0, i0 + n) of (batch b, q head h). */
 typedef struct {
     int64_t b, h, hk, i0, n;
+    int thread; /* the worker running it (the lazy pack's scratch) */
     const mfa_seq_t *s;
     const void *q; /* [n][ldq]: fp32, or bf16 with bf16_qk */
     int64_t ldq;
@@ -90,6 +114,7 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     mfa_cpu_tile_rows(pr, blk->s, blk->i0, blk->n, j0, nk, &r_lo, &r_hi);
     const int64_t n = r_hi - r_lo, i0 = blk->i0 + r_lo;
     if (n == 0 || !mfa_cpu_block_tile_kept(pr, b, blk->h, i0, n, j0, nk)) return;
+    mfa_cpu_kv_ready(&job->kv, b, hk, kb, blk->thread);
     const size_t q_size = job->bf16_qk ? sizeof(uint16_t) : sizeof(float);
     const void *q = (const char *)blk->q + (size_t)(r_lo * blk->ldq) * q_size;
     float *S = blk->S + r_lo * BK, *o = blk->o + r_lo * Dv, *m = blk->m + r_lo, *l = blk->l + r_lo;
@@ -107,7 +132,8 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     const float mul = mfa_cpu_finish_scores(pr, b, blk->h, blk->s, i0, n, j0, nk, S, BK, NULL);
 
     next_tile_t next = prefetch >= 0 ? next_tile(job, b, hk, prefetch) : (next_tile_t){0};
-    mfa_cpu_softmax_step(k, S, BK, n, nk, mul, m, l, o, Dv, Dv, next.kt ? prefetch_row : NULL, &next);
+    mfa_cpu_softmax_step(k, S, BK, n, nk, mul, m, l, o, Dv, Dv, next.kt || next.unpacked ? prefetch_row : NULL,
+                         &next);
 
     if (job->bf16_pv) {
         const int64_t nk2 = (nk + 1) & ~(int64_t)1; /* pairs: an odd tile gets a zero key */
@@ -174,8 +200,8 @@ static void fwd_item(void *arg, int64_t item, int thread) {
         q = mfa_cpu_rows(job->k, &pr->p.q, s.tb, h, s.q0 + i0, n, Dq, qbuf, &ldq);
     }
     split_tiles(job, &s, i0, n, split, &kb_lo, &kb_hi);
-    const block_t state = {.b = b, .h = h, .hk = h / pr->group, .i0 = i0, .n = n, .s = &s, .q = q, .ldq = ldq,
-                           .S = S, .pb = pb, .o = o, .m = m, .l = l};
+    const block_t state = {.b = b, .h = h, .hk = h / pr->group, .i0 = i0, .n = n, .thread = thread, .s = &s, .q = q,
+                           .ldq = ldq, .S = S, .pb = pb, .o = o, .m = m, .l = l};
     attend(job, &state, kb_lo, kb_hi);
     if (job->splits == 1) mfa_cpu_finish_rows(pr, job->k, b, h, &s, i0, n, o, m, l);
 }
@@ -213,7 +239,7 @@ mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
     job.bf16_qk = job.k->gemm_bf16 && p->q.dtype == MFA_DTYPE_BF16 && p->k.dtype == MFA_DTYPE_BF16 &&
                   p->head_dim_qk % 2 == 0;
     job.bf16_pv = job.bf16_qk && p->v.dtype == MFA_DTYPE_BF16 && p->o.dtype != MFA_DTYPE_F32;
-    const int pack = MFA_CPU_PACK_V_ROWS | (job.bf16_qk ? MFA_CPU_PACK_K_PAIRS : 0) |
+    const int pack = MFA_CPU_PACK_V_ROWS | MFA_CPU_PACK_LAZY | (job.bf16_qk ? MFA_CPU_PACK_K_PAIRS : 0) |
                      (job.bf16_pv ? MFA_CPU_PACK_V_PAIRS : 0);
     mfa_error_t err = mfa_cpu_kv_pack(ctx, pr, pack, &job.kv);
     if (err) return err;

@@ -1,10 +1,12 @@
-/* pack.c — K (and V) converted to fp32 and laid out for the GEMMs, once per call.
+/* pack.c — K (and V) converted to fp32 and laid out for the GEMMs, once per call (in a pass
+ * before the attention, or each tile by the first thread that needs it: MFA_CPU_PACK_LAZY).
  *
  * S = Q K^T wants K^T tiles ([dim][BK]: a row of B is one dim across the tile's keys); the
  * backward's dP = dO V^T wants V^T tiles likewise; O += P V and dQ += dS K want row tiles
  * ([BK][dim]). Every fp32 tile is stored in the microkernel's column panels (cpu.h), whatever
  * the tensor's layout, so even f32-contiguous rows are copied. Packing is one parallel pass over
  * K/V, small next to the attention that reads every tile seqlen_q / BQ times. */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,14 +14,6 @@
 
 /* Keys transposed together (a multiple of 8 divides every panel width: 16, 32, BK = 64) */
 #define PACK_GROUP 8
-
-typedef struct {
-    const mfa_problem_t *pr;
-    const mfa_cpu_kernels_t *k;
-    mfa_cpu_kv_t *kv;
-    float *row; /* per thread: PACK_GROUP converted rows of max(Dq, Dv) floats */
-    int64_t row_floats;
-} pack_job_t;
 
 static size_t tile_index(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
     return (size_t)((b * pr->p.heads_kv + hk) * kv->k_blocks + kb);
@@ -31,13 +25,13 @@ static size_t tile_index(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_
  * needed), then each dim's g values stored side by side, one run in one cache line, where a key
  * at a time wrote one float to each of dim lines (window 256 at 4096, D 128: those scattered
  * stores were most of the packing loop's own time). */
-static void pack_transposed(const pack_job_t *job, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
+static void pack_transposed(const mfa_cpu_kv_t *kv, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
                             int64_t c0, int64_t g, int64_t dim, float *rows, float *dst) {
-    const int64_t BK = MFA_CPU_BK, nr = job->kv->nr;
+    const int64_t BK = MFA_CPU_BK, nr = kv->nr;
     const float *src[PACK_GROUP];
     for (int64_t e = 0; e < g; e++) {
         int64_t ld;
-        src[e] = mfa_cpu_rows(job->k, t, s->tb, hk, s->k0 + j0 + c0 + e, 1, dim, rows + e * dim, &ld);
+        src[e] = mfa_cpu_rows(kv->k, t, s->tb, hk, s->k0 + j0 + c0 + e, 1, dim, rows + e * dim, &ld);
     }
     for (int64_t d = 0; d < dim; d++) {
         float *out = dst + mfa_cpu_panel_offset(nr, dim, BK, d, c0); /* keys c0.. of dim d: one run */
@@ -46,15 +40,15 @@ static void pack_transposed(const pack_job_t *job, const mfa_tensor_t *t, const 
 }
 
 /* As rows of dst [BK][dim] (in panels). */
-static void pack_rows(const pack_job_t *job, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
+static void pack_rows(const mfa_cpu_kv_t *kv, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
                       int64_t c0, int64_t g, int64_t dim, float *row, float *dst) {
-    const int64_t BK = MFA_CPU_BK, nr = job->kv->nr;
+    const int64_t BK = MFA_CPU_BK, nr = kv->nr;
     for (int64_t c = c0; c < c0 + g; c++) {
         int64_t ld;
         /* fp32 rows with unit dim stride are read in place: one copy, not two */
         const float *src = t->dtype == MFA_DTYPE_F32 && t->stride[3] == 1
                                ? (const float *)t->data + mfa_offset(t, s->tb, s->k0 + j0 + c, hk, 0)
-                               : mfa_cpu_rows(job->k, t, s->tb, hk, s->k0 + j0 + c, 1, dim, row, &ld);
+                               : mfa_cpu_rows(kv->k, t, s->tb, hk, s->k0 + j0 + c, 1, dim, row, &ld);
         for (int64_t first = 0; first < dim; first += nr > 0 ? nr : dim) { /* one run per panel */
             const int64_t w = nr > 0 && dim - first > nr ? nr : dim - first;
             memcpy(dst + mfa_cpu_panel_offset(nr, BK, dim, c, first), src + first, sizeof(float) * (size_t)w);
@@ -83,23 +77,16 @@ static void pack_v_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, 
 }
 
 /* Item: one key tile of one sequence and kv head; keys past the sequence are zero. */
-static void pack_item(void *arg, int64_t item, int thread) {
-    const pack_job_t *job = arg;
-    const mfa_problem_t *pr = job->pr;
-    const mfa_cpu_kv_t *kv = job->kv;
+/* Tile (b, hk, kb), by thread `thread` (its row scratch). */
+static void pack_tile(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb, int thread) {
+    const mfa_problem_t *pr = kv->pr;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK;
-    /* kv head fastest: consecutive items take the same keys of neighbouring heads, which a BSHD
-     * tensor keeps side by side (a head's rows alone are a page apart at 8+ heads). (Every head
-     * of a key tile in one item, reading each token's page front to back: 0.998x, window 256 at
-     * 4096, 2 threads.) */
-    const int64_t hk = item % pr->p.heads_kv, kb = item / pr->p.heads_kv % kv->k_blocks;
-    const int64_t b = item / pr->p.heads_kv / kv->k_blocks;
     const mfa_seq_t s = mfa_problem_seq(pr, b);
     const int64_t j0 = kb * BK;
     if (j0 >= s.sk) return;
     const int64_t nk = s.sk - j0 < BK ? s.sk - j0 : BK;
     const size_t tile = tile_index(pr, kv, b, hk, kb);
-    float *rows = job->row + (size_t)thread * (size_t)job->row_floats;
+    float *rows = kv->rows + (size_t)thread * (size_t)kv->row_floats;
     float *kt = kv->kt ? kv->kt + tile * (size_t)(Dq * BK) : NULL, *vt = kv->vt ? kv->vt + tile * (size_t)(Dv * BK) : NULL;
     float *k_rows = kv->k_rows ? kv->k_rows + tile * (size_t)(BK * Dq) : NULL;
     float *v_rows = kv->v_rows ? kv->v_rows + tile * (size_t)(BK * Dv) : NULL;
@@ -116,13 +103,63 @@ static void pack_item(void *arg, int64_t item, int thread) {
     const mfa_tensor_t *K = &pr->p.k, *V = &pr->p.v;
     for (int64_t c0 = 0; c0 < nk; c0 += PACK_GROUP) {
         const int64_t g = nk - c0 < PACK_GROUP ? nk - c0 : PACK_GROUP;
-        if (kt) pack_transposed(job, K, &s, hk, j0, c0, g, Dq, rows, kt);
+        if (kt) pack_transposed(kv, K, &s, hk, j0, c0, g, Dq, rows, kt);
         if (kt_pairs) pack_k_pairs(K, &s, hk, j0, c0, g, Dq, kt_pairs);
         if (v_pairs) pack_v_pairs(V, &s, hk, j0, c0, g, Dv, v_pairs);
-        if (vt) pack_transposed(job, V, &s, hk, j0, c0, g, Dv, rows, vt);
-        if (k_rows) pack_rows(job, K, &s, hk, j0, c0, g, Dq, rows, k_rows);
-        if (v_rows) pack_rows(job, V, &s, hk, j0, c0, g, Dv, rows, v_rows);
+        if (vt) pack_transposed(kv, V, &s, hk, j0, c0, g, Dv, rows, vt);
+        if (k_rows) pack_rows(kv, K, &s, hk, j0, c0, g, Dq, rows, k_rows);
+        if (v_rows) pack_rows(kv, V, &s, hk, j0, c0, g, Dv, rows, v_rows);
     }
+}
+
+/* The packing pass: one item a tile, kv head fastest: consecutive items take the same keys of
+ * neighbouring heads, which a BSHD tensor keeps side by side (a head's rows alone are a page apart
+ * at 8+ heads). (Every head of a key tile in one item, reading each token's page front to back:
+ * 0.998x, window 256 at 4096, 2 threads.) */
+static void pack_item(void *arg, int64_t item, int thread) {
+    const mfa_cpu_kv_t *kv = arg;
+    const int64_t heads = kv->pr->p.heads_kv;
+    pack_tile(kv, item / heads / kv->k_blocks, item % heads, item / heads % kv->k_blocks, thread);
+}
+
+void mfa_cpu_kv_ready(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb, int thread) {
+    if (!kv->state) return;
+    _Atomic(unsigned char) *state = kv->state + tile_index(kv->pr, kv, b, hk, kb);
+    if (atomic_load_explicit(state, memory_order_acquire) == 2) return;
+    unsigned char idle = 0;
+    if (atomic_compare_exchange_strong_explicit(state, &idle, 1, memory_order_acquire, memory_order_acquire)) {
+        pack_tile(kv, b, hk, kb, thread);
+        atomic_store_explicit(state, 2, memory_order_release);
+        return;
+    }
+    /* another thread is packing it: a tile takes microseconds (yield now and then, in case that
+     * thread shares a core with this one) */
+    for (unsigned spins = 1; atomic_load_explicit(state, memory_order_acquire) != 2; spins++) {
+        if (spins % 1024 == 0) sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+        else __builtin_ia32_pause();
+#endif
+    }
+}
+
+bool mfa_cpu_kv_source(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb, mfa_cpu_kv_source_t *src) {
+    if (!kv->state || atomic_load_explicit(kv->state + tile_index(kv->pr, kv, b, hk, kb), memory_order_relaxed))
+        return false;
+    const mfa_tensor_t *K = &kv->pr->p.k, *V = &kv->pr->p.v;
+    if (K->stride[3] != 1 || V->stride[3] != 1) return false;
+    const mfa_seq_t s = mfa_problem_seq(kv->pr, b);
+    const int64_t j0 = kb * MFA_CPU_BK, ks = mfa_dtype_size(K->dtype), vs = mfa_dtype_size(V->dtype);
+    if (j0 >= s.sk) return false;
+    *src = (mfa_cpu_kv_source_t){
+        .k = (const char *)K->data + mfa_offset(K, s.tb, s.k0 + j0, hk, 0) * ks,
+        .v = (const char *)V->data + mfa_offset(V, s.tb, s.k0 + j0, hk, 0) * vs,
+        .k_step = K->stride[1] * ks,
+        .v_step = V->stride[1] * vs,
+        .keys = s.sk - j0 < MFA_CPU_BK ? s.sk - j0 : MFA_CPU_BK,
+        .k_bytes = (size_t)(kv->pr->p.head_dim_qk * ks),
+        .v_bytes = (size_t)(kv->pr->p.head_dim_v * vs),
+    };
+    return true;
 }
 
 /* The context's pack buffer, at least `bytes` long: kept while it fits and is at most 4x the
@@ -148,14 +185,16 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     const bool vt = what & MFA_CPU_PACK_VT;
     const bool k_rows = what & MFA_CPU_PACK_K_ROWS;
     const bool v_rows = (what & MFA_CPU_PACK_V_ROWS) && !v_pairs;
-    const int threads = mfa_cpu_threads_for(ctx, (int64_t)tiles);
+    const bool lazy = what & MFA_CPU_PACK_LAZY;
+    /* lazy: any of the context's threads may pack */
+    const int threads = lazy ? ctx->num_threads : mfa_cpu_threads_for(ctx, (int64_t)tiles);
     const int64_t row_floats = PACK_GROUP * (Dq > Dv ? Dq : Dv);
     /* one block: fp32 arrays first, then the bf16 pairs (4-byte aligned after floats) */
     const size_t floats = tiles * (size_t)(BK * ((k_pairs ? 0 : Dq) + (vt ? Dv : 0) + (k_rows ? Dq : 0) +
                                                  (v_rows ? Dv : 0))) +
                           (size_t)(threads * row_floats);
     const size_t halves = tiles * (size_t)(BK * ((k_pairs ? Dq : 0) + (v_pairs ? Dv : 0)));
-    const size_t bytes = sizeof(float) * floats + sizeof(uint16_t) * halves;
+    const size_t bytes = sizeof(float) * floats + sizeof(uint16_t) * halves + (lazy ? tiles : 0);
     float *at = pack_buffer(ctx, bytes);
     if (!at)
         return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu backend: cannot allocate %zu bytes to pack K/V",
@@ -169,9 +208,14 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     at += threads * row_floats;
     uint16_t *half = (uint16_t *)at;
     if (k_pairs) kv->kt_pairs = half, half += tiles * (size_t)(Dq * BK);
-    if (v_pairs) kv->v_pairs = half;
-    pack_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .kv = kv, .row = rows, .row_floats = row_floats};
-    mfa_cpu_parallel_for(threads, (int64_t)tiles, pack_item, &job);
+    if (v_pairs) kv->v_pairs = half, half += tiles * (size_t)(BK * Dv);
+    kv->pr = pr, kv->k = mfa_cpu_kernels(ctx), kv->rows = rows, kv->row_floats = row_floats;
+    if (lazy) {
+        kv->state = (_Atomic(unsigned char) *)half;
+        for (size_t t = 0; t < tiles; t++) atomic_init(&kv->state[t], 0);
+    } else {
+        mfa_cpu_parallel_for(threads, (int64_t)tiles, pack_item, kv);
+    }
     return MFA_SUCCESS;
 }
 
