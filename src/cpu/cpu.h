@@ -104,7 +104,7 @@ static inline int64_t mfa_cpu_panel_offset(int64_t nr, int64_t rows, int64_t col
 void mfa_cpu_gemm_panels(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                          mfa_cpu_panels_t B, float *C, int64_t ldc, bool accumulate);
 
-/* ---- K/V packed once per call ----
+/* ---- K/V packed once per call (the forward: each tile on first use) ----
  * Tiles are aligned to multiples of MFA_CPU_BK from each sequence's first key; tile (b, hk, kb)
  * holds keys [kb*BK, kb*BK + BK) of sequence b and kv head hk, zero-padded past the end. The fp32
  * tiles are B operands in panels (above), nr from the kernel table. */

@@ -4,8 +4,10 @@
  * S = Q K^T wants K^T tiles ([dim][BK]: a row of B is one dim across the tile's keys); the
  * backward's dP = dO V^T wants V^T tiles likewise; O += P V and dQ += dS K want row tiles
  * ([BK][dim]). Every fp32 tile is stored in the microkernel's column panels (cpu.h), whatever
- * the tensor's layout, so even f32-contiguous rows are copied. Packing is one parallel pass over
- * K/V, small next to the attention that reads every tile seqlen_q / BQ times. */
+ * the tensor's layout, so even f32-contiguous rows are copied. The backward packs in one parallel
+ * pass over K/V, small next to the attention that reads every tile seqlen_q / BQ times; the
+ * forward packs each tile when a query block first needs it, so that under a narrow window (each
+ * tile read by ~3 blocks) the tile is packed hot, not written out by a pass and read back. */
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,9 @@
 
 /* Keys transposed together (a multiple of 8 divides every panel width: 16, 32, BK = 64) */
 #define PACK_GROUP 8
+
+/* A tile's state under lazy packing */
+enum { TILE_IDLE, TILE_PACKING, TILE_PACKED };
 
 static size_t tile_index(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb) {
     return (size_t)((b * pr->p.heads_kv + hk) * kv->k_blocks + kb);
@@ -81,8 +86,8 @@ static void pack_v_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, 
         for (int64_t e = 0; e < dim; e++) dst[(c / 2) * 2 * dim + 2 * e + c % 2] = bf16_at(t, s->tb, s->k0 + j0 + c, hk, e);
 }
 
-/* Item: one key tile of one sequence and kv head; keys past the sequence are zero. */
-/* Tile (b, hk, kb), by thread `thread` (its row scratch). */
+/* Tile (b, hk, kb): one key tile of one sequence and kv head, keys past the sequence zero; by
+ * thread `thread` (its row scratch). */
 static void pack_tile(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb, int thread) {
     const mfa_problem_t *pr = kv->pr;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK;
@@ -130,16 +135,17 @@ static void pack_item(void *arg, int64_t item, int thread) {
 void mfa_cpu_kv_ready(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb, int thread) {
     if (!kv->state) return;
     _Atomic(unsigned char) *state = kv->state + tile_index(kv->pr, kv, b, hk, kb);
-    if (atomic_load_explicit(state, memory_order_acquire) == 2) return;
-    unsigned char idle = 0;
-    if (atomic_compare_exchange_strong_explicit(state, &idle, 1, memory_order_acquire, memory_order_acquire)) {
+    if (atomic_load_explicit(state, memory_order_acquire) == TILE_PACKED) return;
+    unsigned char idle = TILE_IDLE;
+    if (atomic_compare_exchange_strong_explicit(state, &idle, TILE_PACKING, memory_order_acquire,
+                                                memory_order_acquire)) {
         pack_tile(kv, b, hk, kb, thread);
-        atomic_store_explicit(state, 2, memory_order_release);
+        atomic_store_explicit(state, TILE_PACKED, memory_order_release);
         return;
     }
     /* another thread is packing it: a tile takes microseconds (yield now and then, in case that
      * thread shares a core with this one) */
-    for (unsigned spins = 1; atomic_load_explicit(state, memory_order_acquire) != 2; spins++) {
+    for (unsigned spins = 1; atomic_load_explicit(state, memory_order_acquire) != TILE_PACKED; spins++) {
         if (spins % 1024 == 0) sched_yield();
 #if defined(__x86_64__) || defined(__i386__)
         else __builtin_ia32_pause();
@@ -148,7 +154,8 @@ void mfa_cpu_kv_ready(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb,
 }
 
 bool mfa_cpu_kv_source(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb, mfa_cpu_kv_source_t *src) {
-    if (!kv->state || atomic_load_explicit(kv->state + tile_index(kv->pr, kv, b, hk, kb), memory_order_relaxed))
+    if (!kv->state ||
+        atomic_load_explicit(kv->state + tile_index(kv->pr, kv, b, hk, kb), memory_order_relaxed) != TILE_IDLE)
         return false;
     const mfa_tensor_t *K = &kv->pr->p.k, *V = &kv->pr->p.v;
     if (K->stride[3] != 1 || V->stride[3] != 1) return false;
@@ -217,7 +224,7 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     kv->pr = pr, kv->k = mfa_cpu_kernels(ctx), kv->rows = rows, kv->row_floats = row_floats;
     if (lazy) {
         kv->state = (_Atomic(unsigned char) *)half;
-        for (size_t t = 0; t < tiles; t++) atomic_init(&kv->state[t], 0);
+        for (size_t t = 0; t < tiles; t++) atomic_init(&kv->state[t], TILE_IDLE);
     } else {
         mfa_cpu_parallel_for(threads, (int64_t)tiles, pack_item, kv);
     }
