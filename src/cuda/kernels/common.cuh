@@ -92,8 +92,9 @@ __device__ __forceinline__ Seq mfa_seq(const Args &a, int64_t b) {
  * `adjacent_if_even`: take the first order whenever the tiles cost the same (no mask).
  * `tiles_together`: pairs fastest only while at least this many tiles of a head run at a time
  * (resident / n_pairs); below it each head's dQ rows are added by too few blocks between their
- * trips to DRAM (the Hopper backward at d256, S = 4k causal, 32 heads: 4 tiles a head ran 0.84x
- * FA2 with 32 % DRAM throughput, 8 needed, i.e. tiles adjacent, 1.14x).
+ * trips to DRAM (the Hopper backward with 32 heads: 4 tiles a head ran d256 S = 4k causal at
+ * 0.84x FA2 with 32 % DRAM throughput; with 8 needed, i.e. tiles adjacent, 1.14x, and d64
+ * S = 16k 6 % faster).
  * Measured on the H100 (docs/cuda.md): forward d64 S = 1k 219 -> 258 TFLOP/s with tiles adjacent;
  * forward d128 S = 16k causal 353 with pairs fastest vs 329; backward d256 S = 1k 2.9 -> 2.1 ms with
  * tiles adjacent, d128 S = 16k 2.7 % slower. */
