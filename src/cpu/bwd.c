@@ -215,10 +215,10 @@ static void tile_grads(const bwd_job_t *job, int64_t c, int64_t b, int64_t h, co
     const rows_t rows = load_rows(job, b, h, s, i0, n, w);
     band_t band;
     find_band(pr, s, i0, n, kb * MFA_CPU_BK, nk, &band);
-    tile_p_ds(job, b, h, s, i0, n, kb, nk, &rows, &band, w, dq_rows(job, c, b, h, i0));
+    float *dq = dq_rows(job, c, b, h, i0);
+    tile_p_ds(job, b, h, s, i0, n, kb, nk, &rows, &band, w, dq);
     const int64_t G = MFA_CPU_BAND_ROWS;
     const mfa_cpu_panels_t k_rows = mfa_cpu_kv_k_rows(pr, &job->kv, b, h / pr->group, kb);
-    float *dq = dq_rows(job, c, b, h, i0);
     transpose(w->S, n, nk, w->T); /* P^T */
     if (band.on) mfa_cpu_gemm_band_keys_rows(k, nk, Dv, n, w->T, BQ, rows.dout, rows.lddo, dv, Dv, band.r_lo, band.r_hi, G);
     else k->gemm(nk, Dv, n, w->T, BQ, rows.dout, rows.lddo, dv, Dv, true);

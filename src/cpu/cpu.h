@@ -120,7 +120,7 @@ typedef struct mfa_cpu_kv {
     uint16_t *kt_pairs; /* [b][hk][kb][head_dim_qk/2][BK][2]: K^T, pairs along the dim */
     uint16_t *v_pairs;  /* [b][hk][kb][BK/2][head_dim_v][2]: V, pairs along the keys */
     /* MFA_CPU_PACK_LAZY: each tile packed by the first thread that needs it (mfa_cpu_kv_ready) */
-    _Atomic(unsigned char) *state; /* [b][hk][kb]: 0 not packed, 1 being packed, 2 packed; NULL: all packed */
+    _Atomic(unsigned char) *state; /* [b][hk][kb]: idle, being packed, packed (pack.c); NULL: all packed */
     const mfa_problem_t *pr;
     const mfa_cpu_kernels_t *k;
     float *rows; /* per thread: the packers' converted rows, row_floats each */
