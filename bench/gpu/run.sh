@@ -4,7 +4,7 @@
 #   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
 #   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
 # Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
-# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|ncu-bwd90|profile|dropin|pytest]...
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|ncu-bwd90|ncu-src|profile|dropin|pytest]...
 # (default: the first three). Set MFA_SEED to replay inputs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -126,6 +126,20 @@ PY
     ncu --kernel-name regex:flash_bwd_dq_dk_dv --launch-count 1 $sections python3 /tmp/fa2_bwd.py "$shape" \
       >"$OUT/ncu_fa2_bwd_${shape//,/-}.txt" 2>&1
     echo "ncu FA2 bwd $shape causal: rc=$?" | tee -a "$OUT/summary.txt"
+    ;;
+  ncu-src)
+    # one libmfa kernel (NCU_KERNEL regex, default the Hopper backward) on one shape (NCU_SHAPE,
+    # NCU_CAUSAL=1 for causal), every ncu section and the per-instruction SASS page with its stall
+    # samples (where the warps wait, instruction by instruction), as CSV
+    shape=${NCU_SHAPE:-4,4096,16,128}
+    causal=""; [ "${NCU_CAUSAL:-0}" = 1 ] && causal=--causal
+    ncu --kernel-name regex:${NCU_KERNEL:-bwd90_kernel} --launch-count 1 --set full -f -o "$OUT/ncu-src" \
+      python3 bench/gpu/profile_one.py --lib $B --shape $shape $causal >"$OUT/ncu-src.log" 2>&1
+    echo "ncu ${NCU_KERNEL:-bwd90_kernel} $shape $causal: rc=$?" | tee -a "$OUT/summary.txt"
+    ncu --import "$OUT/ncu-src.ncu-rep" --page details >"$OUT/ncu-src-details.txt" 2>&1
+    ncu --import "$OUT/ncu-src.ncu-rep" --page source --csv --print-source sass >"$OUT/ncu-src-sass.csv" 2>&1
+    echo "sass page: $(wc -l <"$OUT/ncu-src-sass.csv") lines" | tee -a "$OUT/summary.txt"
+    gzip -f "$OUT/ncu-src.ncu-rep"
     ;;
   wgmma-ab)
     # the grid with the Hopper (wgmma) kernels off and on, FlashAttention-2 alongside
