@@ -145,6 +145,13 @@ const mfa_check_case_t mfa_check_cases[] = {
     {"f16_in_bf16_out", SHAPE(1, 63, 63, 2, 2, 32, 32), .in_dtype = F16, .out_dtype = BF16},
     {"bf16_s1000_causal", SHAPE(1, 1000, 1000, 1, 1, 64, 64), .in_dtype = BF16, .out_dtype = BF16,
      CAUSAL},
+    /* 16-bit d128 forwards with several query tiles (before these the table had d128 16-bit
+     * forwards only in decode shapes), GQA, causal; and varlen, whose shorter sequences leave the
+     * Hopper forward's grid with padding tiles */
+    {"bf16_s777_d128_causal_gqa2", SHAPE(2, 777, 777, 4, 2, 128, 128), .in_dtype = BF16, .out_dtype = BF16,
+     CAUSAL, LSE},
+    {"varlen_f16_d128_gqa2", SHAPE(3, 300, 300, 4, 2, 128, 128), .varlen = 1, .in_dtype = F16, .out_dtype = F16,
+     LSE},
     /* ---- varlen ---- */
     {"varlen", SHAPE(4, 127, 127, 2, 2, 64, 64), .varlen = 1, LSE},
     {"varlen_causal_br_no_keys", SHAPE(5, 63, 127, 2, 2, 32, 32), .varlen = 1, CAUSAL, BR, LSE},
