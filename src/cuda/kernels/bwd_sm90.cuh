@@ -19,15 +19,17 @@
  * both operands in shared memory.
  *
  * Dim split: two barriers a tile, the tile landed (and the last tile is done with the buffers),
- * and P^T, dS^T, dS are complete. Key split: the first only (below).
+ * and P^T, dS^T, dS are complete. Key split: none (below).
  *
  * The dQ warpgroup: phase C is a fifth of the tile's products plus the reductions, and with
  * both key warpgroups waiting for it the tensor cores idled through every softmax. A third
  * warpgroup takes it: the key warpgroups write dS into one of two buffers and arrive on its
  * `full` mbarrier; the dQ warpgroup computes dQ = dS K, arrives on `empty`, and adds the rows into
- * the workspace by bulk reductions while the key warpgroups are already on the next tile. The
- * key warpgroups keep the first barrier only (a named one among their 256 threads) and no
- * longer meet the dQ warpgroup, which walks the same tiles on its own. setmaxnreg moves
+ * the workspace by bulk reductions while the key warpgroups are already on the next tile. It also
+ * loads their query tiles (Q, dO, lse, delta), two tiles ahead of its own dQ, through mbarriers
+ * (full: the copies landed; free: both key warpgroups are done with the buffers), so the key
+ * warpgroups issue no copies after K and V and never meet each other in the loop (they had met
+ * at a named barrier every tile, both loading a half of each tile). setmaxnreg moves
  * registers to the key warpgroups (d64 216, d128 224; the dQ warpgroup keeps 64 for a 64 x 64
  * accumulator, or 48 for 64 x 32). At d128 the key warpgroups fit 224 only with phase A's P^T
  * and dS^T made in one pass (ONE_PASS). (Before it, the two key warpgroups queued phase C
@@ -61,8 +63,12 @@ template <typename T, int D> struct Bwd90 {
     static constexpr int THREADS = 256, BLOCK_THREADS = DQ_WG ? 384 : 256;
     /* registers a thread after setmaxnreg (the launch gives 168 to each of 384 threads, the pool
      * the three share): the dQ warpgroup holds one 64 x DQ_N fp32 accumulator (ptxas needs more
-     * than 56 registers for it at DQ_N = 64, 48 at 32); the key warpgroups need 224 at d128 */
-    static constexpr int DQ_N = D >= 128 ? 32 : 64, DQ_REGS = DQ_N == 32 ? 48 : 64;
+     * than 56 registers for it at DQ_N = 64), and at d128 the loads' place in the walk (56, what
+     * the pool leaves once the key warpgroups have the 224 they need) */
+    /* the dQ warpgroup also loads the key warpgroups' query tiles at d128 (+1-5 % fwd+bwd, window
+     * +4 %, H100); at d64 that measured 1-3 % slower, so there the key warpgroups load them */
+    static constexpr bool DQ_LOADS = DQ_WG && D >= 128;
+    static constexpr int DQ_N = D >= 128 ? 32 : 64, DQ_REGS = DQ_N == 32 ? 56 : 64;
     static constexpr int MAIN_REGS = (3 * 168 - DQ_REGS) / 2 / 8 * 8;
     /* d128 with the dQ warpgroup: P^T and dS^T in one pass after both products (see phase A),
      * which fits the 224 registers; d64 keeps the two-pass order, 3-7 % faster there (H100) */
@@ -83,8 +89,9 @@ template <typename T, int D> struct Bwd90 {
      * padded by 16 bytes (the C fragments' stores then meet at most two to a bank) */
     static constexpr int DQP = NC + 4;
     static constexpr uint32_t DQ_BYTES = DQ_WG ? BR * DQP * 4 : 0;
-    /* dQ warpgroup: mbarriers dS[buf] full (256 arrivals) and empty (128) */
-    static constexpr uint32_t BAR_BYTES = DQ_WG ? 32 : 0;
+    /* dQ warpgroup: mbarriers dS[buf] full (256 arrivals) and empty (128), Q / dO [buf] full
+     * (128: the dQ warpgroup's copies) and free (256) */
+    static constexpr uint32_t BAR_BYTES = DQ_LOADS ? 64 : DQ_WG ? 32 : 0;
     static constexpr size_t SMEM =
         2 * K_BYTES + 4 * Q_BYTES + S_TILES * S_BYTES + 4 * BR * sizeof(float) + DQ_BYTES + BAR_BYTES + 1024;
     static_assert(D % 64 == 0 && NC % 64 == 0 && 2 * K_BYTES <= 4 * Q_BYTES &&
@@ -92,82 +99,115 @@ template <typename T, int D> struct Bwd90 {
                   "tile shapes");
 };
 
-/* The dQ warpgroup (key split): per query tile of the walk, waits for dS[buf], computes
- * dQ = dS K in 64 x DQ_N blocks, frees dS[buf], stages the rows in shared memory and adds them into
- * the workspace with one bulk reduction a row. It walks the same tiles as the key warpgroups. */
+/* The dQ warpgroup (key split): it loads the key warpgroups' query tiles, and, per query tile of
+ * the walk, waits for dS[buf], computes dQ = dS K in 64 x DQ_N blocks, frees dS[buf], stages the
+ * rows in shared memory and adds them into the workspace with one bulk reduction a row. It walks
+ * the same tiles as the key warpgroups twice: a tile behind them for dQ, and two tiles ahead of
+ * its own dQ for the loads (Q, dO, lse, delta of tile n + 2 go into tile n's buffers once both key
+ * warpgroups are done with it, qo_free[buf]; their arrival is qo_full[buf]). So the key
+ * warpgroups never meet each other in the loop, and issue no copies. */
 template <typename T, int D>
 __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, int64_t b, int64_t hk, int64_t j0, int nk,
-                                                   uint32_t sK, uint32_t sS, uint32_t sDQ, uint32_t bars) {
+                                                   uint32_t sK, uint32_t sQ0, float *sStat, uint32_t sS, uint32_t sDQ,
+                                                   uint32_t bars) {
 #if MFA_HAS_WGMMA
     using K = Bwd90<T, D>;
     constexpr int BC = K::BC, BR = K::BR;
     regs_dec<K::DQ_REGS>();
-    if (a.deterministic) return; /* the generic dQ pass does it */
+    if (!K::DQ_LOADS && a.deterministic) return; /* nothing to load, and the generic dQ pass does dQ */
     const int lane = threadIdx.x & 31, wi = (threadIdx.x >> 5) & 3, g = lane >> 2, t = lane & 3;
+    const int tid = (int)threadIdx.x - K::THREADS; /* among the loaders */
     const int dqk = (int)a.head_dim_qk;
-    BwdWalk walk(a, s, j0, nk, BR, BC);
+    const BwdWalk walk(a, s, j0, nk, BR, BC);
     const int64_t h_end = (hk + 1) * a.group;
     int64_t h = walk.t_first < walk.t_end ? hk * a.group : h_end;
+    /* the loads' place in the walk: the next tile to load, its head, and how many were loaded */
+    int ld_tile = walk.t_start, ld_n = 0;
+    int64_t ld_h = h;
+    BwdHead<T> ld_head(a, s, b, ld_h < h_end ? ld_h : 0);
+    auto load_next = [&]() {
+        if (!K::DQ_LOADS || ld_h >= h_end) return;
+        const int buf = ld_n & 1;
+        const uint32_t q_s = sQ0 + buf * 2 * K::Q_BYTES;
+        bwd_load_rows_async<T, D, BR, 128>(a, s, ld_head, ld_tile, q_s, q_s + K::Q_BYTES, sStat + buf * 2 * BR, tid);
+        cp_async_mbar_arrive(bars + 32 + buf * 8); /* qo_full[buf]: when this thread's copies land */
+        ld_n++;
+        ld_tile = walk.next(ld_tile);
+        if (ld_tile == walk.t_start && ++ld_h < h_end) ld_head = BwdHead<T>(a, s, b, ld_h);
+    };
+    load_next();
+    load_next();
     const uint32_t rows = sDQ + wi * 16 * K::DQP * 4; /* this warp's 16 rows of each 64 */
     for (int n = 0, tile = walk.t_start; h < h_end; n++) {
         const int buf = n & 1;
         const uint32_t dS = sS + buf * K::S_BYTES;
         const int64_t i0 = (int64_t)tile * BR;
         const int n_rows = (int)min((int64_t)BR, s.sq - i0);
-        mbar_wait(bars + buf * 8, (n >> 1) & 1);
-        bulk_wait_read(); /* this lane's reductions of the last tile are done reading its rows */
-        __syncwarp();
+        if (!a.deterministic) { /* (deterministic: the generic dQ pass does it) */
+            mbar_wait(bars + buf * 8, (n >> 1) & 1);
+            bulk_wait_read(); /* this lane's reductions of the last tile are done reading its rows */
+            __syncwarp();
 #pragma unroll
-        for (int m = 0; m < BR / 64; m++)
+            for (int m = 0; m < BR / 64; m++)
 #pragma unroll
-            for (int p = 0; p < D / K::DQ_N; p++) {
-                constexpr int NT = K::DQ_N / 8;
-                const int d0 = p * K::DQ_N; /* this product's first dim */
-                float acc[NT][4];
-                wgmma_fence();
+                for (int p = 0; p < D / K::DQ_N; p++) {
+                    constexpr int NT = K::DQ_N / 8;
+                    const int d0 = p * K::DQ_N; /* this product's first dim */
+                    float acc[NT][4];
+                    wgmma_fence();
 #pragma unroll
-                for (int kk = 0; kk < BC / 16; kk++) {
-                    const int key0 = kk * 16;
-                    const uint64_t da = wgmma_desc(dS + (key0 >> 6) * BR * 128 + m * 64 * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
-                    /* K read transposed from dim d0 of its panel: at DQ_N = 32 the second half starts
-                     * 64 bytes into the swizzled rows, which the swizzle (on address bits) allows */
-                    const uint64_t db = wgmma_desc(sK + (d0 >> 6) * BC * 128 + (d0 & 63) * 2 + key0 * 128, BC * 128, 1024);
-                    Wgmma<T, K::DQ_N>::ss_tb(acc, da, db, kk > 0);
+                    for (int kk = 0; kk < BC / 16; kk++) {
+                        const int key0 = kk * 16;
+                        const uint64_t da = wgmma_desc(dS + (key0 >> 6) * BR * 128 + m * 64 * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
+                        /* K read transposed from dim d0 of its panel: at DQ_N = 32 the second half starts
+                         * 64 bytes into the swizzled rows, which the swizzle (on address bits) allows */
+                        const uint64_t db = wgmma_desc(sK + (d0 >> 6) * BC * 128 + (d0 & 63) * 2 + key0 * 128, BC * 128, 1024);
+                        Wgmma<T, K::DQ_N>::ss_tb(acc, da, db, kk > 0);
+                    }
+                    wgmma_commit();
+                    wgmma_wait<0>();
+                    wgmma_fence_regs(acc);
+                    if (m == BR / 64 - 1 && p == D / K::DQ_N - 1) mbar_arrive(bars + 16 + buf * 8); /* dS[buf] read */
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++)
+#pragma unroll
+                        for (int c = 0; c < NT; c++)
+                            asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
+                                             rows + ((m * 64 + g + hf * 8) * K::DQP + d0 + c * 8 + 2 * t) * 4),
+                                         "f"(acc[c][hf * 2]), "f"(acc[c][hf * 2 + 1]));
                 }
-                wgmma_commit();
-                wgmma_wait<0>();
-                wgmma_fence_regs(acc);
-                if (m == BR / 64 - 1 && p == D / K::DQ_N - 1) mbar_arrive(bars + 16 + buf * 8); /* dS[buf] read */
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++)
-#pragma unroll
-                    for (int c = 0; c < NT; c++)
-                        asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(
-                                         rows + ((m * 64 + g + hf * 8) * K::DQP + d0 + c * 8 + 2 * t) * 4),
-                                     "f"(acc[c][hf * 2]), "f"(acc[c][hf * 2 + 1]));
-            }
-        /* one bulk reduction a row by the TMA unit (lane r < 16: row r of the warp's 16), where 16
-         * register reductions a thread cost 11 % of the kernel (H100, d64 S = 1k, measured by
-         * leaving them out); each lane waits until its last reduction read its rows (above) */
-        fence_proxy_async(); /* the generic proxy wrote what the async proxy reads */
-        __syncwarp();
-#pragma unroll
-        for (int m = 0; m < BR / 64; m++) {
-            const int r = m * 64 + wi * 16 + lane;
-            if (lane < 16 && r < n_rows) {
-                const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
-                bulk_red_add(a.dq_accum + (token * a.heads_q + h) * a.dq_pitch, rows + (m * 64 + lane) * K::DQP * 4,
-                             (uint32_t)min(D, dqk) * 4);
-            }
         }
-        bulk_commit();
+        if constexpr (K::DQ_LOADS) { /* the key warpgroups are done with tile n's Q and dO: tile n + 2 into its buffers */
+            mbar_wait(bars + 48 + buf * 8, (n >> 1) & 1);
+            load_next();
+        }
+        if (!a.deterministic) {
+            /* one bulk reduction a row by the TMA unit (lane r < 16: row r of the warp's 16), where 16
+             * register reductions a thread cost 11 % of the kernel (H100, d64 S = 1k, measured by
+             * leaving them out); each lane waits until its last reduction read its rows (above) */
+            fence_proxy_async(); /* the generic proxy wrote what the async proxy reads */
+            __syncwarp();
+#pragma unroll
+            for (int m = 0; m < BR / 64; m++) {
+                const int r = m * 64 + wi * 16 + lane;
+                if (lane < 16 && r < n_rows) {
+                    const int64_t token = a.varlen ? s.q0 + i0 + r : b * a.seqlen_q + i0 + r;
+                    bulk_red_add(a.dq_accum + (token * a.heads_q + h) * a.dq_pitch, rows + (m * 64 + lane) * K::DQP * 4,
+                                 (uint32_t)min(D, dqk) * 4);
+                }
+            }
+            bulk_commit();
+        }
         const int tile_next = walk.next(tile);
         if (tile_next == walk.t_start) h++;
         tile = tile_next;
     }
     bulk_wait();
+    cp_async_commit(); /* with the wait: cp.async.wait_all, so no copy is in flight when it exits */
+    cp_async_wait<0>();
 #else
-    (void)a, (void)s, (void)b, (void)hk, (void)j0, (void)nk, (void)sK, (void)sS, (void)sDQ, (void)bars;
+    (void)a, (void)s, (void)b, (void)hk, (void)j0, (void)nk, (void)sK, (void)sQ0, (void)sStat, (void)sS, (void)sDQ,
+        (void)bars;
 #endif
 }
 
@@ -183,7 +223,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
     const uint32_t sPt = sS + K::S_BYTES, sSt = sPt + K::S_BYTES; /* dim split: P^T, dS^T [keys][queries] */
     float *sStat = (float *)(smem + (sS + K::S_TILES * K::S_BYTES - smem_u32(smem))); /* [buf][lse BR | delta BR] */
     const uint32_t sDQ = sS + K::S_TILES * K::S_BYTES + 4 * BR * sizeof(float); /* key split: staged dQ rows */
-    const uint32_t bars = sDQ + K::DQ_BYTES; /* dQ warpgroup: full[2], then empty[2] */
+    const uint32_t bars = sDQ + K::DQ_BYTES; /* dQ warpgroup: dS full[2], empty[2]; Q / dO full[2], free[2] */
 
     int64_t pair, key_tile;
     /* the dim split's 64-key blocks keep a head's blocks adjacent without a mask, with rotated
@@ -205,9 +245,9 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
     };
     if constexpr (K::DQ_WG) {
         if (threadIdx.x == 0)
-            for (int i = 0; i < 4; i++) mbar_init(bars + i * 8, i < 2 ? K::THREADS : 128);
+            for (int i = 0; i < (K::DQ_LOADS ? 8 : 4); i++) mbar_init(bars + i * 8, i < 2 || i >= 6 ? K::THREADS : 128);
         __syncthreads();
-        if (wg == 2) return bwd90_dq_warpgroup<T, D>(a, s, b, hk, j0, nk, sK, sS, sDQ, bars);
+        if (wg == 2) return bwd90_dq_warpgroup<T, D>(a, s, b, hk, j0, nk, sK, sQ0, sStat, sS, sDQ, bars);
         regs_inc<K::MAIN_REGS>();
     }
 
@@ -234,7 +274,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
     const int64_t h_end = (hk + 1) * a.group;
     int64_t h = walk.t_first < walk.t_end ? hk * a.group : h_end; /* no tile sees these keys: dK = dV = 0 */
     int tile = walk.t_start;
-    if (h < h_end) head = BwdHead<T>(a, s, b, h), load_q(tile, 0);
+    if (!K::DQ_LOADS && h < h_end) head = BwdHead<T>(a, s, b, h), load_q(tile, 0); /* else the dQ warpgroup's */
     cp_async_commit();
     /* this warp's first key row (of the block) and its warpgroup's first dK / dV dim */
     const int key_w = (K::DIM_SPLIT ? 0 : wg * 64) + wi * 16, dim_w = K::DIM_SPLIT ? wg * K::DW : 0;
@@ -260,14 +300,24 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
         };
         const uint32_t sQ = sQ0 + buf * 2 * K::Q_BYTES, sO = sQ + K::Q_BYTES;
 
-        cp_async_wait<0>();
-        fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
-        sync_main();         /* this tile (and K, V) landed; every warp is done with the last tile */
-        if (h_next < h_end) {
-            if (h_next != h) head = BwdHead<T>(a, s, b, h_next);
-            load_q(tile_next, buf ^ 1);
+        if constexpr (K::DQ_LOADS) {
+            if (it == 0) { /* K and V landed (the key warpgroups' own copies) */
+                cp_async_wait<0>();
+                fence_proxy_async();
+                sync_main();
+            }
+            mbar_wait(bars + 32 + buf * 8, (it >> 1) & 1); /* this tile landed (the dQ warpgroup's copies) */
+            fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
+        } else {
+            cp_async_wait<0>();
+            fence_proxy_async();
+            sync_main(); /* this tile (and K, V) landed; every warp is done with the last tile */
+            if (h_next < h_end) {
+                if (h_next != h) head = BwdHead<T>(a, s, b, h_next);
+                load_q(tile_next, buf ^ 1);
+            }
+            cp_async_commit();
         }
-        cp_async_commit();
         const float *sL = sStat + buf * 2 * BR, *sDl = sL + BR;
 
         if constexpr (K::DIM_SPLIT) {
@@ -477,6 +527,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             mbar_arrive(bars + buf * 8); /* dS[buf] complete */
         }
         wgmma_wait<0>(); /* B: P^T's and dS^T's registers are free again */
+        if constexpr (K::DQ_LOADS) mbar_arrive(bars + 48 + buf * 8); /* and this tile's Q and dO may be overwritten */
         }
         h = h_next, tile = tile_next;
     }

@@ -146,6 +146,26 @@ __device__ __forceinline__ void bwd_load_rows(const Args &a, const Seq &s, const
     }
 }
 
+/* The same by LOADERS threads of the block (tid: 0..LOADERS-1) entirely through cp.async, so that
+ * cp.async.mbarrier.arrive can tell its consumers when the tile landed: padding rows get lse = 0
+ * and delta = 0 (zero-filled) instead of +inf. Their Q and dO rows are zero, so P = 1 there meets
+ * only zeros: dV gains P^T dO = 0, and dS = P (dP - delta) = 0. */
+template <typename T, int D, int BR, int LOADERS>
+__device__ __forceinline__ void bwd_load_rows_async(const Args &a, const Seq &s, const BwdHead<T> &hd, int tq,
+                                                    uint32_t sQ, uint32_t sO, float *st, int tid) {
+    const int64_t i0 = (int64_t)tq * BR;
+    const int n = (int)min((int64_t)BR, s.sq - i0);
+    load_tile<T, D, BR, LOADERS, true>(sQ, hd.q + i0 * a.q.stride[1], a.q.stride[1], n, (int)a.head_dim_qk,
+                                       (const T *)a.q.data, tid);
+    load_tile<T, D, BR, LOADERS, true>(sO, hd.dout + i0 * a.dout.stride[1], a.dout.stride[1], n, (int)a.head_dim_v,
+                                       (const T *)a.dout.data, tid);
+    for (int r = tid; r < BR; r += LOADERS) {
+        const int64_t at = hd.stat + i0 + (r < n ? r : 0);
+        cp_async4z(smem_u32(st + r), a.lse + at, r < n ? 4 : 0);
+        cp_async4z(smem_u32(st + BR + r), a.delta + at, r < n ? 4 : 0);
+    }
+}
+
 /* dK and dV of the block's nk keys, staged in shared memory in the input type (sdK, sdV: BC rows of
  * D in the PANEL layout or swz rows), out as whole 16-byte chunks (dk / dv: 16-byte rows). */
 template <typename T, int D, int BC, int THREADS, bool PANEL>
