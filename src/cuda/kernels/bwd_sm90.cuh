@@ -19,19 +19,19 @@
  * both operands in shared memory.
  *
  * Dim split: two barriers a tile, the tile landed (and the last tile is done with the buffers),
- * and P^T, dS^T, dS are complete. Key split: none (below).
+ * and P^T, dS^T, dS are complete. Key split: the first only at d64, none at d128 (below).
  *
  * The dQ warpgroup: phase C is a fifth of the tile's products plus the reductions, and with
  * both key warpgroups waiting for it the tensor cores idled through every softmax. A third
  * warpgroup takes it: the key warpgroups write dS into one of two buffers and arrive on its
  * `full` mbarrier; the dQ warpgroup computes dQ = dS K, arrives on `empty`, and adds the rows into
- * the workspace by bulk reductions while the key warpgroups are already on the next tile. It also
- * loads their query tiles (Q, dO, lse, delta), two tiles ahead of its own dQ, through mbarriers
- * (full: the copies landed; free: both key warpgroups are done with the buffers), so the key
- * warpgroups issue no copies after K and V and never meet each other in the loop (they had met
- * at a named barrier every tile, both loading a half of each tile). setmaxnreg moves
- * registers to the key warpgroups (d64 216, d128 224; the dQ warpgroup keeps 64 for a 64 x 64
- * accumulator, or 48 for 64 x 32). At d128 the key warpgroups fit 224 only with phase A's P^T
+ * the workspace by bulk reductions while the key warpgroups are already on the next tile. At d128
+ * it also loads their query tiles (Q, dO, lse, delta), two tiles ahead of its own dQ, through
+ * mbarriers (full: the copies landed; free: both key warpgroups are done with the buffers), so
+ * the key warpgroups issue no copies after K and V and never meet each other in the loop; at d64
+ * they load each tile's halves themselves and meet at a named barrier every tile (DQ_LOADS).
+ * setmaxnreg moves registers to the key warpgroups (d64 216, d128 224; the dQ warpgroup keeps
+ * 64 for a 64 x 64 accumulator, or 56 for 64 x 32 and the loads). At d128 the key warpgroups fit 224 only with phase A's P^T
  * and dS^T made in one pass (ONE_PASS). (Before it, the two key warpgroups queued phase C
  * behind B themselves and met at a second barrier once dS was complete: docs/cuda.md.)
  *
@@ -59,7 +59,8 @@ template <typename T, int D> struct Bwd90 {
      * own the keys, through a double-buffered dS and mbarriers */
     static constexpr bool DQ_WG = !DIM_SPLIT;
     /* two warpgroups: key split, 64 keys each (BC = 128); dim split, D / 2 dims of all BC = 64 keys;
-     * THREADS of them load the tiles; BLOCK_THREADS with the dQ warpgroup */
+     * THREADS of them load K and V (and the query tiles, but where DQ_LOADS); BLOCK_THREADS with
+     * the dQ warpgroup */
     static constexpr int THREADS = 256, BLOCK_THREADS = DQ_WG ? 384 : 256;
     /* registers a thread after setmaxnreg (the launch gives 168 to each of 384 threads, the pool
      * the three share): the dQ warpgroup holds one 64 x DQ_N fp32 accumulator (ptxas needs more
