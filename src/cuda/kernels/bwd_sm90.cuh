@@ -31,8 +31,8 @@
  * the key warpgroups issue no copies after K and V and never meet each other in the loop; at d64
  * they load each tile's halves themselves and meet at a named barrier every tile (DQ_LOADS).
  * setmaxnreg moves registers to the key warpgroups (d64 216, d128 224; the dQ warpgroup keeps
- * 64 for a 64 x 64 accumulator, or 56 for 64 x 32 and the loads). At d128 the key warpgroups fit 224 only with phase A's P^T
- * and dS^T made in one pass (ONE_PASS). (Before it, the two key warpgroups queued phase C
+ * 64 for a 64 x 64 accumulator, or 56 for 64 x 32 and the loads). At d128 the key warpgroups
+ * fit 224 only with phase A's P^T and dS^T made in one pass (ONE_PASS). (Before it, the two key warpgroups queued phase C
  * behind B themselves and met at a second barrier once dS was complete: docs/cuda.md.)
  *
  * Tiles use the 128-byte swizzle panel layout (ptx.cuh pnl). The passes around the kernel
@@ -90,8 +90,10 @@ template <typename T, int D> struct Bwd90 {
      * padded by 16 bytes (the C fragments' stores then meet at most two to a bank) */
     static constexpr int DQP = NC + 4;
     static constexpr uint32_t DQ_BYTES = DQ_WG ? BR * DQP * 4 : 0;
-    /* dQ warpgroup: mbarriers dS[buf] full (256 arrivals) and empty (128), Q / dO [buf] full
-     * (128: the dQ warpgroup's copies) and free (256) */
+    /* dQ warpgroup: mbarriers (8 bytes each, two of a kind, [buf]) dS full (256 arrivals: the key
+     * warpgroups) and empty (128: the dQ warpgroup), and with DQ_LOADS Q / dO full (128: the dQ
+     * warpgroup's copies) and free (256); their offsets from the first */
+    static constexpr uint32_t DS_FULL = 0, DS_EMPTY = 16, QO_FULL = 32, QO_FREE = 48;
     static constexpr uint32_t BAR_BYTES = DQ_LOADS ? 64 : DQ_WG ? 32 : 0;
     static constexpr size_t SMEM =
         2 * K_BYTES + 4 * Q_BYTES + S_TILES * S_BYTES + 4 * BR * sizeof(float) + DQ_BYTES + BAR_BYTES + 1024;
@@ -100,13 +102,13 @@ template <typename T, int D> struct Bwd90 {
                   "tile shapes");
 };
 
-/* The dQ warpgroup (key split): it loads the key warpgroups' query tiles, and, per query tile of
- * the walk, waits for dS[buf], computes dQ = dS K in 64 x DQ_N blocks, frees dS[buf], stages the
- * rows in shared memory and adds them into the workspace with one bulk reduction a row. It walks
- * the same tiles as the key warpgroups twice: a tile behind them for dQ, and two tiles ahead of
- * its own dQ for the loads (Q, dO, lse, delta of tile n + 2 go into tile n's buffers once both key
- * warpgroups are done with it, qo_free[buf]; their arrival is qo_full[buf]). So the key
- * warpgroups never meet each other in the loop, and issue no copies. */
+/* The dQ warpgroup (key split): per query tile of the walk, waits for dS[buf], computes dQ = dS K
+ * in 64 x DQ_N blocks, frees dS[buf], stages the rows in shared memory and adds them into the
+ * workspace with one bulk reduction a row, a tile behind the key warpgroups. With DQ_LOADS it
+ * also loads their query tiles, walking the tiles a second time two tiles ahead of its own dQ
+ * (Q, dO, lse, delta of tile n + 2 go into tile n's buffers once both key warpgroups are done with
+ * it, QO_FREE; their arrival is QO_FULL), so the key warpgroups issue no copies and never meet
+ * each other in the loop. */
 template <typename T, int D>
 __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, int64_t b, int64_t hk, int64_t j0, int nk,
                                                    uint32_t sK, uint32_t sQ0, float *sStat, uint32_t sS, uint32_t sDQ,
@@ -130,8 +132,9 @@ __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, 
         if (!K::DQ_LOADS || ld_h >= h_end) return;
         const int buf = ld_n & 1;
         const uint32_t q_s = sQ0 + buf * 2 * K::Q_BYTES;
-        bwd_load_rows_async<T, D, BR, 128>(a, s, ld_head, ld_tile, q_s, q_s + K::Q_BYTES, sStat + buf * 2 * BR, tid);
-        cp_async_mbar_arrive(bars + 32 + buf * 8); /* qo_full[buf]: when this thread's copies land */
+        bwd_load_rows<T, D, BR, 128, true, true>(a, s, ld_head, ld_tile, q_s, q_s + K::Q_BYTES, sStat + buf * 2 * BR,
+                                                 tid);
+        cp_async_mbar_arrive(bars + K::QO_FULL + buf * 8); /* when this thread's copies land */
         ld_n++;
         ld_tile = walk.next(ld_tile);
         if (ld_tile == walk.t_start && ++ld_h < h_end) ld_head = BwdHead<T>(a, s, b, ld_h);
@@ -145,7 +148,7 @@ __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, 
         const int64_t i0 = (int64_t)tile * BR;
         const int n_rows = (int)min((int64_t)BR, s.sq - i0);
         if (!a.deterministic) { /* (deterministic: the generic dQ pass does it) */
-            mbar_wait(bars + buf * 8, (n >> 1) & 1);
+            mbar_wait(bars + K::DS_FULL + buf * 8, (n >> 1) & 1);
             bulk_wait_read(); /* this lane's reductions of the last tile are done reading its rows */
             __syncwarp();
 #pragma unroll
@@ -168,7 +171,7 @@ __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, 
                     wgmma_commit();
                     wgmma_wait<0>();
                     wgmma_fence_regs(acc);
-                    if (m == BR / 64 - 1 && p == D / K::DQ_N - 1) mbar_arrive(bars + 16 + buf * 8); /* dS[buf] read */
+                    if (m == BR / 64 - 1 && p == D / K::DQ_N - 1) mbar_arrive(bars + K::DS_EMPTY + buf * 8); /* dS[buf] read */
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++)
 #pragma unroll
@@ -178,8 +181,8 @@ __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, 
                                          "f"(acc[c][hf * 2]), "f"(acc[c][hf * 2 + 1]));
                 }
         }
-        if constexpr (K::DQ_LOADS) { /* the key warpgroups are done with tile n's Q and dO: tile n + 2 into its buffers */
-            mbar_wait(bars + 48 + buf * 8, (n >> 1) & 1);
+        if constexpr (K::DQ_LOADS) { /* the key warpgroups are done with tile n's buffers: tile n + 2 */
+            mbar_wait(bars + K::QO_FREE + buf * 8, (n >> 1) & 1);
             load_next();
         }
         if (!a.deterministic) {
@@ -224,7 +227,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
     const uint32_t sPt = sS + K::S_BYTES, sSt = sPt + K::S_BYTES; /* dim split: P^T, dS^T [keys][queries] */
     float *sStat = (float *)(smem + (sS + K::S_TILES * K::S_BYTES - smem_u32(smem))); /* [buf][lse BR | delta BR] */
     const uint32_t sDQ = sS + K::S_TILES * K::S_BYTES + 4 * BR * sizeof(float); /* key split: staged dQ rows */
-    const uint32_t bars = sDQ + K::DQ_BYTES; /* dQ warpgroup: dS full[2], empty[2]; Q / dO full[2], free[2] */
+    const uint32_t bars = sDQ + K::DQ_BYTES; /* dQ warpgroup: its mbarriers, at K::DS_FULL.. */
 
     int64_t pair, key_tile;
     /* the dim split's 64-key blocks keep a head's blocks adjacent without a mask, with rotated
@@ -246,7 +249,11 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
     };
     if constexpr (K::DQ_WG) {
         if (threadIdx.x == 0)
-            for (int i = 0; i < (K::DQ_LOADS ? 8 : 4); i++) mbar_init(bars + i * 8, i < 2 || i >= 6 ? K::THREADS : 128);
+            for (int i = 0; i < 2; i++) {
+                mbar_init(bars + K::DS_FULL + i * 8, K::THREADS), mbar_init(bars + K::DS_EMPTY + i * 8, 128);
+                if (K::DQ_LOADS)
+                    mbar_init(bars + K::QO_FULL + i * 8, 128), mbar_init(bars + K::QO_FREE + i * 8, K::THREADS);
+            }
         __syncthreads();
         if (wg == 2) return bwd90_dq_warpgroup<T, D>(a, s, b, hk, j0, nk, sK, sQ0, sStat, sS, sDQ, bars);
         regs_inc<K::MAIN_REGS>();
@@ -307,7 +314,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
                 fence_proxy_async();
                 sync_main();
             }
-            mbar_wait(bars + 32 + buf * 8, (it >> 1) & 1); /* this tile landed (the dQ warpgroup's copies) */
+            mbar_wait(bars + K::QO_FULL + buf * 8, (it >> 1) & 1); /* this tile landed (the dQ warpgroup's copies) */
             fence_proxy_async(); /* cp.async wrote through the generic proxy; wgmma reads through the async one */
         } else {
             cp_async_wait<0>();
@@ -517,7 +524,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             /* dS^T -> dS[query][key] while B runs: matrix i of step kq is (hf = i & 1, n = 2kq + i / 2),
              * stored transposed, so its rows are queries 8n.. and a row's 8 keys one 16-byte chunk */
             const uint32_t dS = sS + buf * K::S_BYTES;
-            mbar_wait(bars + 16 + buf * 8, ((it >> 1) & 1) ^ 1); /* dS[buf] read */
+            mbar_wait(bars + K::DS_EMPTY + buf * 8, ((it >> 1) & 1) ^ 1); /* dS[buf] read */
             const int mi = lane >> 3;
 #pragma unroll
             for (int kq = 0; kq < KB; kq++) {
@@ -525,10 +532,10 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
                 stsm_x4_t(dS + pnl<BR>(q, chunk), ds[kq][0], ds[kq][1], ds[kq][2], ds[kq][3]);
             }
             fence_proxy_async();
-            mbar_arrive(bars + buf * 8); /* dS[buf] complete */
+            mbar_arrive(bars + K::DS_FULL + buf * 8); /* dS[buf] complete */
         }
         wgmma_wait<0>(); /* B: P^T's and dS^T's registers are free again */
-        if constexpr (K::DQ_LOADS) mbar_arrive(bars + 48 + buf * 8); /* and this tile's Q and dO may be overwritten */
+        if constexpr (K::DQ_LOADS) mbar_arrive(bars + K::QO_FREE + buf * 8); /* and this tile's Q and dO may be overwritten */
         }
         h = h_next, tile = tile_next;
     }

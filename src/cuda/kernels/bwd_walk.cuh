@@ -125,44 +125,31 @@ template <typename T> struct BwdHead {
 };
 
 /* cp.async of query tile tq of a head: Q and dO (BR rows, zero-filled past the sequence) into sQ
- * and sO in the tile layout PANEL (tile.cuh), the LSE and delta into st[0..BR) and st[BR..2BR).
- * Padding rows get lse = +inf, so their P = 2^-inf = 0. */
-template <typename T, int D, int BR, int THREADS, bool PANEL>
+ * and sO in the tile layout PANEL (tile.cuh), the LSE and delta into st[0..BR) and st[BR..2BR), by
+ * THREADS threads (tid: 0..THREADS-1). Padding rows get lse = +inf, so their P = 2^-inf = 0; with
+ * ONLY_COPIES (loads that cp.async.mbarrier.arrive announces, which a plain store would escape)
+ * they get lse = delta = 0 by the copies' zero fill instead: their Q and dO rows are zero, so
+ * P = 1 there meets only zeros (dV gains P^T dO = 0, and dS = P (dP - delta) = 0). */
+template <typename T, int D, int BR, int THREADS, bool PANEL, bool ONLY_COPIES = false>
 __device__ __forceinline__ void bwd_load_rows(const Args &a, const Seq &s, const BwdHead<T> &hd, int tq, uint32_t sQ,
-                                              uint32_t sO, float *st) {
+                                              uint32_t sO, float *st, int tid = (int)threadIdx.x) {
     const int64_t i0 = (int64_t)tq * BR;
     const int n = (int)min((int64_t)BR, s.sq - i0);
     load_tile<T, D, BR, THREADS, PANEL>(sQ, hd.q + i0 * a.q.stride[1], a.q.stride[1], n, (int)a.head_dim_qk,
-                                        (const T *)a.q.data);
+                                        (const T *)a.q.data, tid);
     load_tile<T, D, BR, THREADS, PANEL>(sO, hd.dout + i0 * a.dout.stride[1], a.dout.stride[1], n, (int)a.head_dim_v,
-                                        (const T *)a.dout.data);
-    for (int r = threadIdx.x; r < BR; r += THREADS) {
-        if (r < n) {
+                                        (const T *)a.dout.data, tid);
+    for (int r = tid; r < BR; r += THREADS) {
+        if constexpr (ONLY_COPIES) {
+            const int64_t at = hd.stat + i0 + (r < n ? r : 0);
+            cp_async4z(smem_u32(st + r), a.lse + at, r < n ? 4 : 0);
+            cp_async4z(smem_u32(st + BR + r), a.delta + at, r < n ? 4 : 0);
+        } else if (r < n) {
             cp_async4(smem_u32(st + r), a.lse + hd.stat + i0 + r);
             cp_async4(smem_u32(st + BR + r), a.delta + hd.stat + i0 + r);
         } else {
             st[r] = INFINITY, st[BR + r] = 0.0f;
         }
-    }
-}
-
-/* The same by LOADERS threads of the block (tid: 0..LOADERS-1) entirely through cp.async, so that
- * cp.async.mbarrier.arrive can tell its consumers when the tile landed: padding rows get lse = 0
- * and delta = 0 (zero-filled) instead of +inf. Their Q and dO rows are zero, so P = 1 there meets
- * only zeros: dV gains P^T dO = 0, and dS = P (dP - delta) = 0. */
-template <typename T, int D, int BR, int LOADERS>
-__device__ __forceinline__ void bwd_load_rows_async(const Args &a, const Seq &s, const BwdHead<T> &hd, int tq,
-                                                    uint32_t sQ, uint32_t sO, float *st, int tid) {
-    const int64_t i0 = (int64_t)tq * BR;
-    const int n = (int)min((int64_t)BR, s.sq - i0);
-    load_tile<T, D, BR, LOADERS, true>(sQ, hd.q + i0 * a.q.stride[1], a.q.stride[1], n, (int)a.head_dim_qk,
-                                       (const T *)a.q.data, tid);
-    load_tile<T, D, BR, LOADERS, true>(sO, hd.dout + i0 * a.dout.stride[1], a.dout.stride[1], n, (int)a.head_dim_v,
-                                       (const T *)a.dout.data, tid);
-    for (int r = tid; r < BR; r += LOADERS) {
-        const int64_t at = hd.stat + i0 + (r < n ? r : 0);
-        cp_async4z(smem_u32(st + r), a.lse + at, r < n ? 4 : 0);
-        cp_async4z(smem_u32(st + BR + r), a.delta + at, r < n ? 4 : 0);
     }
 }
 
