@@ -8,7 +8,7 @@
  * Build: gcc -O2 -Iinclude bench/cpu/ab_lib.c -o /tmp/ab_lib -ldl -lm
  * Run:   /tmp/ab_lib A/libmfa.so B/libmfa.so [--seq 2048] [--dim 128] [--heads 8] [--causal]
  *                    [--window LEFT] (causal sliding window: keys i - LEFT .. i)
- *                    [--bwd] [--threads 1] [--pairs 15]
+ *                    [--bwd] [--threads 1] [--pairs 15] [--bf16] (every tensor bf16)
  *                    [--seq-q N --heads-kv N] (decode shapes: N query rows against --seq keys,
  *                    forward, no mask; GQA with fewer kv heads)
  *                    [--causal-b] (B runs causal while A runs the full mask: the causal
@@ -75,15 +75,26 @@ static double median(const double *x, int n) {
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
-/* contiguous [1, seq, heads, dim] fp32, uniform in [-2, 2) from a fixed LCG */
-static float *tensor(mfa_tensor_t *t, int64_t seq, int64_t heads, int64_t dim, unsigned *state) {
+static int32_t dtype = MFA_DTYPE_F32; /* --bf16: every tensor bf16 (the LSE stays fp32) */
+
+/* contiguous [1, seq, heads, dim] of `dtype`, uniform in [-2, 2) from a fixed LCG (bf16: the
+ * fp32 value's upper half, which is exact for these values' 8-bit mantissas often enough) */
+static void *tensor(mfa_tensor_t *t, int64_t seq, int64_t heads, int64_t dim, unsigned *state) {
     const size_t n = (size_t)(seq * heads * dim);
     float *p = malloc(n * sizeof(float));
+    uint16_t *h = (uint16_t *)p;
     for (size_t i = 0; i < n; i++) {
         *state = *state * 1664525u + 1013904223u;
-        p[i] = (float)(*state >> 8) / 4194304.0f - 2.0f;
+        const float x = (float)(*state >> 8) / 4194304.0f - 2.0f;
+        if (dtype == MFA_DTYPE_BF16) {
+            uint32_t u;
+            memcpy(&u, &x, sizeof u);
+            h[i] = (uint16_t)(u >> 16);
+        } else {
+            p[i] = x;
+        }
     }
-    tensor_contiguous(t, p, MFA_DTYPE_F32, seq, heads, dim);
+    tensor_contiguous(t, p, dtype, seq, heads, dim);
     return p;
 }
 
@@ -130,6 +141,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--causal")) causal = 1;
         else if (!strcmp(a, "--bwd")) bwd = 1;
         else if (!strcmp(a, "--causal-b")) causal_b = 1;
+        else if (!strcmp(a, "--bf16")) dtype = MFA_DTYPE_BF16;
         else if (!strcmp(a, "--seq")) seq = atoll(v), i++;
         else if (!strcmp(a, "--seq-q")) seq_q = atoll(v), i++;
         else if (!strcmp(a, "--heads-kv")) heads_kv = atoll(v), i++;
@@ -184,8 +196,9 @@ int main(int argc, char **argv) {
     }
     double lo = 1e9, hi = 0;
     for (int i = 0; i < pairs; i++) lo = fmin(lo, ratio_wall[i]), hi = fmax(hi, ratio_wall[i]);
-    printf("seq %lld dim %lld heads %lld %s %s, %d thread(s), %d pairs  [%s]\n", (long long)seq, (long long)dim,
-           (long long)heads, window >= 0 ? "window" : causal ? "causal" : "full", bwd ? "bwd" : "fwd", threads, pairs,
+    printf("seq %lld dim %lld heads %lld %s %s %s, %d thread(s), %d pairs  [%s]\n", (long long)seq, (long long)dim,
+           (long long)heads, window >= 0 ? "window" : causal ? "causal" : "full", bwd ? "bwd" : "fwd",
+           dtype == MFA_DTYPE_BF16 ? "bf16" : "f32", threads, pairs,
            lib[0].describe(lib[0].ctx));
     printf("  wall: A %.2f ms (%.1f GFLOP/s)  B %.2f ms (%.1f GFLOP/s)  speedup B/A %.3f [%.3f, %.3f]\n",
            1e3 * median(wall[0], pairs), gflop / median(wall[0], pairs), 1e3 * median(wall[1], pairs),

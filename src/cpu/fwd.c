@@ -42,26 +42,36 @@ static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (siz
  * miss buffers and stall the core: one burst per tile measured 0.92x of parts of 8 rows, and
  * those 0.96-0.99x of a part per row. */
 typedef struct {
-    const float *kt, *v;
+    const void *kt, *v;       /* the GEMMs' B operands: fp32 panels, or bf16 pairs */
     size_t kt_bytes, v_bytes; /* 0: nothing to prefetch */
     bool unpacked;            /* lazy packing: the tile's source rows instead (src) */
     mfa_cpu_kv_source_t src;
 } next_tile_t;
 
 static next_tile_t next_tile(const fwd_job_t *job, int64_t b, int64_t hk, int64_t kb) {
+    const mfa_problem_t *pr = job->pr;
+    const size_t BK = MFA_CPU_BK, Dq = (size_t)pr->p.head_dim_qk, Dv = (size_t)pr->p.head_dim_v;
     next_tile_t next = {0};
     if (mfa_cpu_kv_source(&job->kv, b, hk, kb, &next.src)) {
         next.unpacked = true;
         return next;
     }
-    const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(job->pr, &job->kv, b, hk, kb);
-    const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(job->pr, &job->kv, b, hk, kb);
-    next.kt = kt.data, next.v = v.data;
-    next.kt_bytes = sizeof(float) * (size_t)(kt.rows * kt.cols), next.v_bytes = sizeof(float) * (size_t)(v.rows * v.cols);
+    if (job->bf16_qk) {
+        next.kt = mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb), next.kt_bytes = sizeof(uint16_t) * Dq * BK;
+    } else {
+        const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb);
+        next.kt = kt.data, next.kt_bytes = sizeof(float) * (size_t)(kt.rows * kt.cols);
+    }
+    if (job->bf16_pv) {
+        next.v = mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb), next.v_bytes = sizeof(uint16_t) * BK * Dv;
+    } else {
+        const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb);
+        next.v = v.data, next.v_bytes = sizeof(float) * (size_t)(v.rows * v.cols);
+    }
     return next;
 }
 
-static void prefetch_part(const float *p, size_t bytes, int64_t part, int64_t parts) {
+static void prefetch_part(const void *p, size_t bytes, int64_t part, int64_t parts) {
     const size_t line = 64, lines = (bytes + line - 1) / line;
     const size_t lo = lines * (size_t)part / (size_t)parts, hi = lines * (size_t)(part + 1) / (size_t)parts;
     for (size_t i = lo; i < hi; i++) __builtin_prefetch((const char *)p + i * line, 0, 2);
@@ -154,9 +164,7 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
 static void attend(const fwd_job_t *job, const block_t *blk, int64_t kb_lo, int64_t kb_hi) {
     memset(blk->o, 0, sizeof(float) * (size_t)(blk->n * job->pr->p.head_dim_v));
     for (int64_t r = 0; r < blk->n; r++) blk->m[r] = -INFINITY, blk->l[r] = 0.0f;
-    const bool fp32_tiles = !job->bf16_qk && !job->bf16_pv; /* the ones next_tile knows */
-    for (int64_t kb = kb_lo; kb < kb_hi; kb++)
-        attend_tile(job, blk, kb, fp32_tiles && kb + 1 < kb_hi ? kb + 1 : -1);
+    for (int64_t kb = kb_lo; kb < kb_hi; kb++) attend_tile(job, blk, kb, kb + 1 < kb_hi ? kb + 1 : -1);
 }
 
 /* The key tiles [*lo, *hi) of split `split` of a query block's visible tiles. */

@@ -106,11 +106,15 @@ void mfa_cpu_gemm_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, in
 
 void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
                         const float *src) {
+    const bool unit = t->stride[3] == 1;
     for (int64_t r = 0; r < n; r++) {
         const int64_t at = mfa_offset(t, tb, t0 + r, head, 0);
         const float *row = src + r * dim;
-        if (t->dtype == MFA_DTYPE_F32 && t->stride[3] == 1) {
+        if (unit && t->dtype == MFA_DTYPE_F32) {
             memcpy((float *)t->data + at, row, (size_t)dim * sizeof(float));
+        } else if (unit && t->dtype == MFA_DTYPE_BF16) { /* one loop per dtype, which the compiler vectorises */
+            uint16_t *out = (uint16_t *)t->data + at;
+            for (int64_t d = 0; d < dim; d++) out[d] = mfa_f32_to_bf16(row[d]);
         } else {
             for (int64_t d = 0; d < dim; d++) mfa_store(t->data, t->dtype, at + d * t->stride[3], row[d]);
         }
