@@ -211,9 +211,11 @@ bool mfa_cpu_block_tile_kept(const mfa_problem_t *pr, int64_t b, int64_t h, int6
 /* One key tile's step for n rows, in base 2: S [n][ld] (raw logits, nk valid columns, softmax
  * argument x * mul) becomes P; per row the running max m, sum l and unnormalised output o
  * [n][ldo] (dv columns) are rescaled. A row with nothing visible in the tile gets P = 0 and keeps
- * its state. `each_row(arg, r, n)`, when not NULL, runs before row r (the forward's prefetch). */
+ * its state. pb, when not NULL: P goes there instead, rounded to bf16 ([n][ld], for the bf16
+ * P V; needs the table's to_bf16). `each_row(arg, r, n)`, when not NULL, runs before row r (the
+ * forward's prefetch). */
 void mfa_cpu_softmax_step(const mfa_cpu_kernels_t *k, float *S, int64_t ld, int64_t n, int64_t nk, float mul,
-                          float *m, float *l, float *o, int64_t ldo, int64_t dv,
+                          float *m, float *l, float *o, int64_t ldo, int64_t dv, uint16_t *pb,
                           void (*each_row)(void *arg, int64_t r, int64_t n), void *arg);
 /* The end of the forward for rows [i0, i0 + n) of (batch b, q head h): o / l is the output and
  * (m + log2 l) ln 2 the LSE (when asked); rows that saw nothing get 0 and -inf. o [n][dv] is

@@ -107,7 +107,7 @@ static void attend_tile(const decode_job_t *job, int64_t b, int64_t hk, const mf
     float mul = 0;
     for (int64_t g = 0; g < pr->group; g++) /* the mask of each q head's rows */
         mul = mfa_cpu_finish_scores(pr, b, hk * pr->group + g, s, 0, s->sq, j0, nk, w->S + g * s->sq * BK, BK, NULL);
-    mfa_cpu_softmax_step(k, w->S, BK, n, nk, mul, blk->m, blk->l, blk->o, Dv, Dv, NULL, NULL);
+    mfa_cpu_softmax_step(k, w->S, BK, n, nk, mul, blk->m, blk->l, blk->o, Dv, Dv, NULL, NULL, NULL);
     /* V always through scratch: the GEMM reads its B a 16-column panel at a time, and straight
      * from memory that walked the tile eight times at a 512-byte stride, each line a miss (half
      * the time of a GQA decode); one sequential copy per tile brings it into L1 instead. K stays

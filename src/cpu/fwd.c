@@ -142,16 +142,15 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     const float mul = mfa_cpu_finish_scores(pr, b, blk->h, blk->s, i0, n, j0, nk, S, BK, NULL);
 
     next_tile_t next = prefetch >= 0 ? next_tile(job, b, hk, prefetch) : (next_tile_t){0};
-    mfa_cpu_softmax_step(k, S, BK, n, nk, mul, m, l, o, Dv, Dv, next.kt || next.unpacked ? prefetch_row : NULL,
+    uint16_t *pb = job->bf16_pv ? blk->pb + r_lo * BK : NULL;
+    mfa_cpu_softmax_step(k, S, BK, n, nk, mul, m, l, o, Dv, Dv, pb, next.kt || next.unpacked ? prefetch_row : NULL,
                          &next);
 
     if (job->bf16_pv) {
         const int64_t nk2 = (nk + 1) & ~(int64_t)1; /* pairs: an odd tile gets a zero key */
-        for (int64_t r = 0; r < n; r++) {
-            k->to_bf16(blk->pb + r * BK, S + r * BK, nk);
-            if (nk2 > nk) blk->pb[r * BK + nk] = 0;
-        }
-        k->gemm_bf16(n, Dv, nk2, blk->pb, BK, mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb), 2 * Dv, o, Dv, true);
+        if (nk2 > nk)
+            for (int64_t r = 0; r < n; r++) pb[r * BK + nk] = 0;
+        k->gemm_bf16(n, Dv, nk2, pb, BK, mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb), 2 * Dv, o, Dv, true);
     } else if (band) {
         mfa_cpu_gemm_band_keys(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, band_lo, band_hi,
                                MFA_CPU_BAND_ROWS);
@@ -201,9 +200,13 @@ static void fwd_item(void *arg, int64_t item, int thread) {
     const void *q = qbuf;
     if (job->bf16_qk) { /* bf16 rows as they are, gathered contiguously */
         uint16_t *q16 = (uint16_t *)qbuf;
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t d = 0; d < Dq; d++)
-                q16[r * Dq + d] = ((const uint16_t *)pr->p.q.data)[mfa_offset(&pr->p.q, s.tb, s.q0 + i0 + r, h, d)];
+        const int64_t sd = pr->p.q.stride[3];
+        for (int64_t r = 0; r < n; r++) {
+            const uint16_t *src = (const uint16_t *)pr->p.q.data + mfa_offset(&pr->p.q, s.tb, s.q0 + i0 + r, h, 0);
+            if (sd == 1) memcpy(q16 + r * Dq, src, sizeof(uint16_t) * (size_t)Dq);
+            else
+                for (int64_t d = 0; d < Dq; d++) q16[r * Dq + d] = src[d * sd];
+        }
     } else {
         q = mfa_cpu_rows(job->k, &pr->p.q, s.tb, h, s.q0 + i0, n, Dq, qbuf, &ldq);
     }

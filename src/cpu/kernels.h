@@ -55,6 +55,9 @@ typedef struct mfa_cpu_kernels {
                       int64_t ldp, float *C, int64_t ldc, bool accumulate);
     /* (with gemm_bf16) dst[i] = bf16(src[i]), round to nearest even */
     void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
+    /* (optional, with gemm_bf16) exp2_sum's values rounded to bf16 into out[i] (x is left as it
+     * was); returns the sum of the unrounded values. NULL: exp2_sum, then to_bf16. */
+    float (*exp2_sum_bf16)(const float *x, int64_t n, float mul, float sub, uint16_t *out);
 } mfa_cpu_kernels_t;
 
 extern const mfa_cpu_kernels_t mfa_cpu_kernels_scalar;

@@ -66,35 +66,41 @@ static void pack_rows(const mfa_cpu_kv_t *kv, const mfa_tensor_t *t, const mfa_s
     }
 }
 
-/* Key c of the tile at j0 as bf16: its first element, and the element stride along the dim. */
+/* Key c of the tile at j0 as bf16: its first element (the dim stride is t->stride[3]). */
 static const uint16_t *bf16_row(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t c) {
     return (const uint16_t *)t->data + mfa_offset(t, s->tb, s->k0 + j0 + c, hk, 0);
 }
 
 /* K^T in pairs along the dim: dst[(d/2) * 2BK + 2c + d%2] = K[c][d], i.e. the 32-bit pair
- * (K[c][2w], K[c][2w+1]) is word w * BK + c. Each row is read through one pointer; computing
- * the tensor offset per element was 3 % of a bf16 forward (perf, Zen 5). */
+ * (K[c][d], K[c][d+1]) is word (d/2) * BK + c. The group's g rows are read through one pointer
+ * each, and each dim pair's g words go out as one run; an offset computed per element was 3 %
+ * of a bf16 forward (perf, Zen 5). */
 static void pack_k_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t c0, int64_t g,
                          int64_t dim, uint16_t *dst) {
     const int64_t BK = MFA_CPU_BK, sd = t->stride[3];
-    for (int64_t c = c0; c < c0 + g; c++) {
-        const uint16_t *src = bf16_row(t, s, hk, j0, c);
-        for (int64_t d = 0; d < dim; d += 2) {
-            dst[d * BK + 2 * c] = src[d * sd];
-            dst[d * BK + 2 * c + 1] = src[(d + 1) * sd];
-        }
+    const uint16_t *src[PACK_GROUP];
+    for (int64_t e = 0; e < g; e++) src[e] = bf16_row(t, s, hk, j0, c0 + e);
+    for (int64_t d = 0; d < dim; d += 2) {
+        uint16_t *out = dst + d * BK + 2 * c0;
+        for (int64_t e = 0; e < g; e++) out[2 * e] = src[e][d * sd], out[2 * e + 1] = src[e][(d + 1) * sd];
     }
 }
 
 /* V in pairs along the keys: dst[(c/2) * 2Dv + 2e + c%2] = V[c][e]: two key rows interleaved
- * (a lone last key of an odd tile pairs with the zeros its tile was cleared to). */
+ * (a lone last key of an odd tile pairs with the zeros its tile was cleared to; g is even
+ * except there). */
 static void pack_v_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t c0, int64_t g,
                          int64_t dim, uint16_t *dst) {
     const int64_t sd = t->stride[3];
-    for (int64_t c = c0; c < c0 + g; c++) {
-        const uint16_t *src = bf16_row(t, s, hk, j0, c);
-        uint16_t *out = dst + (c / 2) * 2 * dim + c % 2;
-        for (int64_t e = 0; e < dim; e++) out[2 * e] = src[e * sd];
+    for (int64_t c = c0; c < c0 + g; c += 2) {
+        const uint16_t *r0 = bf16_row(t, s, hk, j0, c);
+        uint16_t *out = dst + (c / 2) * 2 * dim;
+        if (c + 1 < c0 + g) {
+            const uint16_t *r1 = bf16_row(t, s, hk, j0, c + 1);
+            for (int64_t e = 0; e < dim; e++) out[2 * e] = r0[e * sd], out[2 * e + 1] = r1[e * sd];
+        } else {
+            for (int64_t e = 0; e < dim; e++) out[2 * e] = r0[e * sd];
+        }
     }
 }
 

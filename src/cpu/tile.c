@@ -190,21 +190,29 @@ bool mfa_cpu_block_tile_kept(const mfa_problem_t *pr, int64_t b, int64_t h, int6
 }
 
 void mfa_cpu_softmax_step(const mfa_cpu_kernels_t *k, float *S, int64_t ld, int64_t n, int64_t nk, float mul,
-                          float *m, float *l, float *o, int64_t ldo, int64_t dv,
+                          float *m, float *l, float *o, int64_t ldo, int64_t dv, uint16_t *pb,
                           void (*each_row)(void *arg, int64_t r, int64_t n), void *arg) {
     for (int64_t r = 0; r < n; r++) {
         if (each_row) each_row(arg, r, n);
         float *x = S + r * ld;
         const float tile_max = k->max(x, nk) * mul;
         if (tile_max == -INFINITY) { /* nothing visible in this tile for this row */
-            memset(x, 0, sizeof(float) * (size_t)nk);
+            if (pb) memset(pb + r * ld, 0, sizeof(uint16_t) * (size_t)nk);
+            else memset(x, 0, sizeof(float) * (size_t)nk);
             continue;
         }
         const float m_new = tile_max > m[r] ? tile_max : m[r];
         /* 2^-inf = 0 on the first visible tile; once a row's max settles it rarely moves, and
          * exp2f per row and tile was 1% of the forward */
         const float correction = m_new == m[r] ? 1.0f : exp2f(m[r] - m_new);
-        l[r] = l[r] * correction + k->exp2_sum(x, nk, mul, m_new);
+        float sum;
+        if (pb && k->exp2_sum_bf16) {
+            sum = k->exp2_sum_bf16(x, nk, mul, m_new, pb + r * ld);
+        } else {
+            sum = k->exp2_sum(x, nk, mul, m_new);
+            if (pb) k->to_bf16(pb + r * ld, x, nk);
+        }
+        l[r] = l[r] * correction + sum;
         if (correction != 1.0f) k->scale(o + r * ldo, dv, correction);
         m[r] = m_new;
     }
