@@ -29,6 +29,10 @@ typedef struct {
     int64_t chunks;   /* key chunks per (batch, kv head) in pass 1 */
     float *delta;     /* D, indexed like the LSE */
     float *q_blocks_f32, *do_blocks_f32; /* [b][h][q block][BQ][Dq or Dv]: Q and dO, packed in pass 0 */
+    /* bf16 inputs on a CPU with a bf16 dot product: S = Q K^T and dP = dO V^T through gemm_bf16
+     * (products of bf16 are exact in fp32, so only the order of the additions changes), from
+     * the bf16 rows of Q and dO, packed in pass 0 as well; NULL otherwise */
+    uint16_t *q_blocks_bf16, *do_blocks_bf16;
     float *dq_acc;    /* [chunk][b][h][q block][BQ][Dq]: unscaled dQ, summed in pass 2 */
     float *scratch;
     size_t scratch_floats;
@@ -65,6 +69,7 @@ static scratch_t carve(const bwd_job_t *job, int thread) {
 /* The rows of one query block: Q and dO as GEMM operands, the LSE (base 2) and D. */
 typedef struct {
     const float *q, *dout;
+    const uint16_t *q16, *dout16; /* the same rows in bf16 (bf16 S and dP), or NULL */
     int64_t ldq, lddo;
 } rows_t;
 
@@ -72,6 +77,23 @@ typedef struct {
 static float *block_rows(const bwd_job_t *job, float *packed, int64_t b, int64_t h, int64_t i, int64_t dim) {
     const int64_t head = b * job->pr->p.heads_q + h;
     return packed + (size_t)((head * job->q_blocks * MFA_CPU_BQ + i) * dim);
+}
+
+/* The same for the bf16 arrays. */
+static uint16_t *block_rows_bf16(const bwd_job_t *job, uint16_t *packed, int64_t b, int64_t h, int64_t i, int64_t dim) {
+    const int64_t head = b * job->pr->p.heads_q + h;
+    return packed + (size_t)((head * job->q_blocks * MFA_CPU_BQ + i) * dim);
+}
+
+/* Rows [t0, t0 + n) of bf16 tensor t (batch index tb, head h) copied as they are into dst [n][dim]. */
+static void gather_rows_bf16(const mfa_tensor_t *t, int64_t tb, int64_t h, int64_t t0, int64_t n, int64_t dim,
+                             uint16_t *dst) {
+    for (int64_t r = 0; r < n; r++) {
+        const uint16_t *src = (const uint16_t *)t->data + mfa_offset(t, tb, t0 + r, h, 0);
+        if (t->stride[3] == 1) memcpy(dst + r * dim, src, sizeof(uint16_t) * (size_t)dim);
+        else
+            for (int64_t d = 0; d < dim; d++) dst[r * dim + d] = src[d * t->stride[3]];
+    }
 }
 
 /* Row i of (b, h) in chunk c's dQ accumulator. */
@@ -96,6 +118,8 @@ static rows_t load_rows(const bwd_job_t *job, int64_t b, int64_t h, const mfa_se
     rows_t r;
     r.q = block_rows(job, job->q_blocks_f32, b, h, i0, pr->p.head_dim_qk), r.ldq = pr->p.head_dim_qk;
     r.dout = block_rows(job, job->do_blocks_f32, b, h, i0, pr->p.head_dim_v), r.lddo = pr->p.head_dim_v;
+    r.q16 = job->q_blocks_bf16 ? block_rows_bf16(job, job->q_blocks_bf16, b, h, i0, pr->p.head_dim_qk) : NULL;
+    r.dout16 = job->do_blocks_bf16 ? block_rows_bf16(job, job->do_blocks_bf16, b, h, i0, pr->p.head_dim_v) : NULL;
     for (int64_t i = 0; i < n; i++) {
         const int64_t at = mfa_lse_index(pr, b, s, h, i0 + i);
         w->lse2[i] = pr->p.lse[at] * MFA_LOG2E;
@@ -134,17 +158,23 @@ static void tile_p_ds(const bwd_job_t *job, int64_t b, int64_t h, const mfa_seq_
     const mfa_cpu_kernels_t *k = job->k;
     const int64_t BK = MFA_CPU_BK, hk = h / pr->group, j0 = kb * BK;
     float *dcap = pr->p.softcap > 0 ? w->dcap : NULL;
-    const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), vt = mfa_cpu_kv_vt(pr, &job->kv, b, hk, kb);
-    if (band->on)
-        mfa_cpu_gemm_band_cols(k, n, nk, pr->p.head_dim_qk, rows->q, rows->ldq, kt, w->S, BK, band->lo, band->hi);
-    else
-        mfa_cpu_gemm_panels(k, n, nk, pr->p.head_dim_qk, rows->q, rows->ldq, kt, w->S, BK, false);
-    const float mul = mfa_cpu_finish_scores(pr, b, h, s, i0, n, j0, nk, w->S, BK, dcap);
-    if (band->on)
-        mfa_cpu_gemm_band_cols(k, n, nk, pr->p.head_dim_v, rows->dout, rows->lddo, vt, w->dP, BK, band->lo, band->hi);
-    else
-        mfa_cpu_gemm_panels(k, n, nk, pr->p.head_dim_v, rows->dout, rows->lddo, vt, w->dP, BK, false);
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
+    if (rows->q16) { /* whole tiles: what an edge tile's rows do not see is masked below */
+        k->gemm_bf16(n, nk, Dq, rows->q16, Dq, mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb), 2 * BK, w->S, BK, false);
+    } else {
+        const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb);
+        if (band->on) mfa_cpu_gemm_band_cols(k, n, nk, Dq, rows->q, rows->ldq, kt, w->S, BK, band->lo, band->hi);
+        else mfa_cpu_gemm_panels(k, n, nk, Dq, rows->q, rows->ldq, kt, w->S, BK, false);
+    }
+    const float mul = mfa_cpu_finish_scores(pr, b, h, s, i0, n, j0, nk, w->S, BK, dcap);
+    if (rows->dout16) {
+        k->gemm_bf16(n, nk, Dv, rows->dout16, Dv, mfa_cpu_kv_vt_pairs(pr, &job->kv, b, hk, kb), 2 * BK, w->dP, BK,
+                     false);
+    } else {
+        const mfa_cpu_panels_t vt = mfa_cpu_kv_vt(pr, &job->kv, b, hk, kb);
+        if (band->on) mfa_cpu_gemm_band_cols(k, n, nk, Dv, rows->dout, rows->lddo, vt, w->dP, BK, band->lo, band->hi);
+        else mfa_cpu_gemm_panels(k, n, nk, Dv, rows->dout, rows->lddo, vt, w->dP, BK, false);
+    }
     for (int64_t r = 0; r < n; r++) {
         /* The dQ rows this tile adds into next, pulled in for writing while the softmax runs: the
          * dQ GEMM otherwise starts every 6-row block on a load of C from L3 (1.05-1.15x). Then
@@ -186,6 +216,11 @@ static void delta_item(void *arg, int64_t item, int thread) {
     gather_rows(job, &pr->p.q, s.tb, h, s.q0 + i0, n, Dq, block_rows(job, job->q_blocks_f32, b, h, i0, Dq));
     float *g = block_rows(job, job->do_blocks_f32, b, h, i0, Dv);
     gather_rows(job, &pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, g);
+    if (job->q_blocks_bf16) {
+        gather_rows_bf16(&pr->p.q, s.tb, h, s.q0 + i0, n, Dq, block_rows_bf16(job, job->q_blocks_bf16, b, h, i0, Dq));
+        gather_rows_bf16(&pr->p.dout, s.tb, h, s.q0 + i0, n, Dv,
+                         block_rows_bf16(job, job->do_blocks_bf16, b, h, i0, Dv));
+    }
     int64_t ldo;
     const float *o = mfa_cpu_rows(job->k, &pr->p.o, s.tb, h, s.q0 + i0, n, Dv, w.acc, &ldo);
     for (int64_t r = 0; r < n; r++) {
@@ -287,7 +322,11 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
     const mfa_attention_params_t *p = &pr->p;
     bwd_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx)};
     job.q_blocks = (pr->max_seqlen_q + MFA_CPU_BQ - 1) / MFA_CPU_BQ;
-    mfa_error_t err = mfa_cpu_kv_pack(ctx, pr, MFA_CPU_PACK_VT | MFA_CPU_PACK_K_ROWS, &job.kv);
+    const bool bf16 = job.k->gemm_bf16 && p->q.dtype == MFA_DTYPE_BF16 && p->k.dtype == MFA_DTYPE_BF16 &&
+                      p->v.dtype == MFA_DTYPE_BF16 && p->dout.dtype == MFA_DTYPE_BF16 && p->head_dim_qk % 2 == 0 &&
+                      p->head_dim_v % 2 == 0;
+    const int pack = MFA_CPU_PACK_VT | MFA_CPU_PACK_K_ROWS | (bf16 ? MFA_CPU_PACK_K_PAIRS | MFA_CPU_PACK_VT_PAIRS : 0);
+    mfa_error_t err = mfa_cpu_kv_pack(ctx, pr, pack, &job.kv);
     if (err) return err;
     job.chunks = key_chunks(pr, ctx->num_threads, job.kv.k_blocks);
     const int64_t q_items = p->batch * p->heads_q * job.q_blocks;
@@ -296,8 +335,9 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
     const size_t delta_floats = (size_t)(p->batch * p->heads_q * p->seqlen_q); /* varlen: heads * total */
     const size_t packed_rows = (size_t)(q_items * MFA_CPU_BQ); /* rows of every packed query block */
     job.scratch_floats = scratch_floats(pr);
+    const size_t bf16_floats = bf16 ? packed_rows * (size_t)(p->head_dim_qk + p->head_dim_v) / 2 : 0;
     const size_t floats = job.scratch_floats * (size_t)threads + delta_floats +
-                          packed_rows * (size_t)(p->head_dim_qk * (1 + job.chunks) + p->head_dim_v);
+                          packed_rows * (size_t)(p->head_dim_qk * (1 + job.chunks) + p->head_dim_v) + bf16_floats;
     job.scratch = malloc(sizeof(float) * floats);
     if (!job.scratch) {
         mfa_cpu_kv_free(&job.kv);
@@ -308,6 +348,10 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
     job.q_blocks_f32 = job.delta + delta_floats;
     job.do_blocks_f32 = job.q_blocks_f32 + packed_rows * (size_t)p->head_dim_qk;
     job.dq_acc = job.do_blocks_f32 + packed_rows * (size_t)p->head_dim_v;
+    if (bf16) { /* after the fp32 arrays; both bf16 arrays hold an even number of halves a row */
+        job.q_blocks_bf16 = (uint16_t *)(job.dq_acc + packed_rows * (size_t)(p->head_dim_qk * job.chunks));
+        job.do_blocks_bf16 = job.q_blocks_bf16 + packed_rows * (size_t)p->head_dim_qk;
+    }
     mfa_cpu_parallel_for(threads, q_items, delta_item, &job);
     mfa_cpu_parallel_for(threads, k_items, kv_item, &job);
     mfa_cpu_parallel_for(threads, q_items, dq_item, &job);

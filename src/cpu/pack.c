@@ -71,11 +71,11 @@ static const uint16_t *bf16_row(const mfa_tensor_t *t, const mfa_seq_t *s, int64
     return (const uint16_t *)t->data + mfa_offset(t, s->tb, s->k0 + j0 + c, hk, 0);
 }
 
-/* K^T in pairs along the dim: dst[(d/2) * 2BK + 2c + d%2] = K[c][d], i.e. the 32-bit pair
- * (K[c][d], K[c][d+1]) is word (d/2) * BK + c. The group's g rows are read through one pointer
+/* K^T (or V^T) in pairs along the dim: dst[(d/2) * 2BK + 2c + d%2] = K[c][d], i.e. the 32-bit
+ * pair (K[c][d], K[c][d+1]) is word (d/2) * BK + c. The group's g rows are read through one pointer
  * each, and each dim pair's g words go out as one run; an offset computed per element was 3 %
  * of a bf16 forward (perf, Zen 5). */
-static void pack_k_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t c0, int64_t g,
+static void pack_t_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t c0, int64_t g,
                          int64_t dim, uint16_t *dst) {
     const int64_t BK = MFA_CPU_BK, sd = t->stride[3];
     const uint16_t *src[PACK_GROUP];
@@ -120,6 +120,7 @@ static void pack_tile(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb,
     float *v_rows = kv->v_rows ? kv->v_rows + tile * (size_t)(BK * Dv) : NULL;
     uint16_t *kt_pairs = kv->kt_pairs ? kv->kt_pairs + tile * (size_t)(Dq * BK) : NULL;
     uint16_t *v_pairs = kv->v_pairs ? kv->v_pairs + tile * (size_t)(BK * Dv) : NULL;
+    uint16_t *vt_pairs = kv->vt_pairs ? kv->vt_pairs + tile * (size_t)(Dv * BK) : NULL;
     if (nk < BK) {
         if (kt) memset(kt, 0, sizeof(float) * (size_t)(Dq * BK));
         if (vt) memset(vt, 0, sizeof(float) * (size_t)(Dv * BK));
@@ -127,12 +128,14 @@ static void pack_tile(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb,
         if (v_rows) memset(v_rows, 0, sizeof(float) * (size_t)(BK * Dv));
         if (kt_pairs) memset(kt_pairs, 0, sizeof(uint16_t) * (size_t)(Dq * BK));
         if (v_pairs) memset(v_pairs, 0, sizeof(uint16_t) * (size_t)(BK * Dv));
+        if (vt_pairs) memset(vt_pairs, 0, sizeof(uint16_t) * (size_t)(Dv * BK));
     }
     const mfa_tensor_t *K = &pr->p.k, *V = &pr->p.v;
     for (int64_t c0 = 0; c0 < nk; c0 += PACK_GROUP) {
         const int64_t g = nk - c0 < PACK_GROUP ? nk - c0 : PACK_GROUP;
         if (kt) pack_transposed(kv, K, &s, hk, j0, c0, g, Dq, rows, kt);
-        if (kt_pairs) pack_k_pairs(K, &s, hk, j0, c0, g, Dq, kt_pairs);
+        if (kt_pairs) pack_t_pairs(K, &s, hk, j0, c0, g, Dq, kt_pairs);
+        if (vt_pairs) pack_t_pairs(V, &s, hk, j0, c0, g, Dv, vt_pairs);
         if (v_pairs) pack_v_pairs(V, &s, hk, j0, c0, g, Dv, v_pairs);
         if (vt) pack_transposed(kv, V, &s, hk, j0, c0, g, Dv, rows, vt);
         if (k_rows) pack_rows(kv, K, &s, hk, j0, c0, g, Dq, rows, k_rows);
@@ -212,7 +215,8 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     const size_t tiles = (size_t)(pr->p.batch * pr->p.heads_kv * kv->k_blocks);
     if (!tiles) return MFA_SUCCESS;
     const bool k_pairs = what & MFA_CPU_PACK_K_PAIRS, v_pairs = what & MFA_CPU_PACK_V_PAIRS;
-    const bool vt = what & MFA_CPU_PACK_VT;
+    const bool vt_pairs = what & MFA_CPU_PACK_VT_PAIRS;
+    const bool vt = (what & MFA_CPU_PACK_VT) && !vt_pairs;
     const bool k_rows = what & MFA_CPU_PACK_K_ROWS;
     const bool v_rows = (what & MFA_CPU_PACK_V_ROWS) && !v_pairs;
     const bool lazy = what & MFA_CPU_PACK_LAZY;
@@ -223,7 +227,7 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     const size_t floats = tiles * (size_t)(BK * ((k_pairs ? 0 : Dq) + (vt ? Dv : 0) + (k_rows ? Dq : 0) +
                                                  (v_rows ? Dv : 0))) +
                           (size_t)(threads * row_floats);
-    const size_t halves = tiles * (size_t)(BK * ((k_pairs ? Dq : 0) + (v_pairs ? Dv : 0)));
+    const size_t halves = tiles * (size_t)(BK * ((k_pairs ? Dq : 0) + (v_pairs ? Dv : 0) + (vt_pairs ? Dv : 0)));
     const size_t bytes = sizeof(float) * floats + sizeof(uint16_t) * halves + (lazy ? tiles : 0);
     float *at = pack_buffer(ctx, bytes);
     if (!at)
@@ -239,6 +243,7 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     uint16_t *half = (uint16_t *)at;
     if (k_pairs) kv->kt_pairs = half, half += tiles * (size_t)(Dq * BK);
     if (v_pairs) kv->v_pairs = half, half += tiles * (size_t)(BK * Dv);
+    if (vt_pairs) kv->vt_pairs = half, half += tiles * (size_t)(Dv * BK);
     kv->pr = pr, kv->k = mfa_cpu_kernels(ctx), kv->rows = rows, kv->row_floats = row_floats;
     if (lazy) {
         kv->state = (_Atomic(unsigned char) *)half;
@@ -282,4 +287,9 @@ const uint16_t *mfa_cpu_kv_kt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t 
 const uint16_t *mfa_cpu_kv_v_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                    int64_t kb) {
     return kv->v_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(MFA_CPU_BK * pr->p.head_dim_v);
+}
+
+const uint16_t *mfa_cpu_kv_vt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
+                                    int64_t kb) {
+    return kv->vt_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_v * MFA_CPU_BK);
 }
