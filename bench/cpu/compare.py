@@ -8,7 +8,7 @@ same number of threads. FLOPs: 4*B*H*S*S*D forward (half for causal, visited pai
 window), backward 2.5x forward; "fwd+bwd" times are forward plus backward. It prints a table
 (GFLOP/s, % of peak, ratio to torch) and writes bench/results/<date>-<cpu>.json and a PNG plot.
 
-Usage: python3 bench/cpu/compare.py [--build build] [--threads 2] [--quick]
+Usage: python3 bench/cpu/compare.py [--build build] [--threads 2] [--quick] [--tag n]
 It is a benchmark program, not a test: nothing here asserts.
 """
 import argparse
@@ -96,6 +96,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one shape, for a smoke run")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--tag", default="", help="appended to the date in the file names (a second run that day)")
     args = ap.parse_args()
 
     try:
@@ -156,7 +157,7 @@ def main():
     date = datetime.date.today().isoformat()
     machine = cpu_model().replace(" ", "-").replace("/", "-")
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"{date}-cpu-{machine}{'-quick' if args.quick else ''}")
+    stem = os.path.join(args.out, f"{date}{args.tag}-cpu-{machine}{'-quick' if args.quick else ''}")
     report = {"date": date, "cpu": cpu_model(), "threads": args.threads, "fma_peak": peak,
               "torch": torch_version, "mfa": subprocess.run([os.path.join(args.build, "mfa"), "info"],
                                                             capture_output=True, text=True).stdout,
