@@ -46,6 +46,10 @@ typedef struct mfa_cpu_kernels {
     /* dst[i] = (float)src[i] for a contiguous run of f32 / f16 / bf16 (MFA_DTYPE_*) */
     void (*to_f32)(float *dst, const void *src, int32_t dtype, int64_t n);
 
+    /* (optional) dst[d * ldd + e] = src[e][d] for e < 8, d < dim: eight rows transposed into
+     * runs of eight (packing K^T). NULL: the caller's plain loop. */
+    void (*transpose8)(const float *const *src, int64_t dim, float *dst, int64_t ldd);
+
     /* (optional, NULL without a bf16 dot product) C[M][N] (+)= A[M][K] . B with bf16 operands
      * and fp32 accumulation: A is bf16 rows (lda elements, K even: the dot product takes pairs),
      * B is packed in pairs, Bp[(k/2) * ldp + 2*j + (k%2)] = B[k][j] (ldp >= 2N). Products of

@@ -43,6 +43,10 @@ static void pack_transposed(const mfa_cpu_kv_t *kv, const mfa_tensor_t *t, const
                      ? (const float *)t->data + mfa_offset(t, s->tb, s->k0 + j0 + c0 + e, hk, 0)
                      : mfa_cpu_rows(kv->k, t, s->tb, hk, s->k0 + j0 + c0 + e, 1, dim, rows + e * dim, &ld);
     }
+    if (g == PACK_GROUP && nr > 0 && kv->k->transpose8) { /* the run of dim d is nr floats after dim d - 1's */
+        kv->k->transpose8(src, dim, dst + mfa_cpu_panel_offset(nr, dim, BK, 0, c0), nr);
+        return;
+    }
     for (int64_t d = 0; d < dim; d++) {
         float *out = dst + mfa_cpu_panel_offset(nr, dim, BK, d, c0); /* keys c0.. of dim d: one run */
         for (int64_t e = 0; e < g; e++) out[e] = src[e][d];
