@@ -33,6 +33,15 @@ typedef struct {
      * (products of bf16 are exact in fp32, so only the order of the additions changes), from
      * the bf16 rows of Q and dO, packed in pass 0 as well; NULL otherwise */
     uint16_t *q_blocks_bf16, *do_blocks_bf16;
+    /* bf16_grads (also bf16 gradients): dV, dK and dQ through gemm_bf16 too, with P and dS
+     * rounded to bf16 (as FlashAttention does on GPUs; 2^-9 relative, below the gradients' own
+     * rounding). dV^T += dO^T P and dK^T += Q^T dS, so that P and dS are B operands in pairs
+     * along the queries, made by one interleaving conversion of two rows, where P^T as an A
+     * operand would take a transpose per tile; A is then Q^T / dO^T, transposed once per block
+     * in pass 0 ([b][h][q block][D][BQ], two halves of padding at the end). The fp32 Q / dO
+     * blocks are then not made at all. */
+    bool bf16_grads;
+    uint16_t *qt_blocks_bf16, *dot_blocks_bf16;
     float *dq_acc;    /* [chunk][b][h][q block][BQ][Dq]: unscaled dQ, summed in pass 2 */
     float *scratch;
     size_t scratch_floats;
@@ -44,12 +53,13 @@ typedef struct {
     float *S, *dP, *dcap; /* [BQ][BK]: scores then P; dP then dS; softcap derivative */
     float *T;            /* [BK][BQ]: P^T or dS^T */
     float *acc;          /* dQ [BQ][Dq], or dK [BK][Dq] + dV [BK][Dv], or converted O [BQ][Dv] (pass 0) */
+    float *kv_rows;      /* [BK][Dq + Dv]: dK, dV transposed back to rows (bf16_grads) */
 } scratch_t;
 
 static size_t scratch_floats(const mfa_problem_t *pr) {
     const size_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK, Dq = (size_t)pr->p.head_dim_qk, Dv = (size_t)pr->p.head_dim_v;
     const size_t rows = BQ * (Dq > Dv ? Dq : Dv), acc = rows > BK * (Dq + Dv) ? rows : BK * (Dq + Dv);
-    return 2 * BQ + 3 * BQ * BK + BK * BQ + acc;
+    return 2 * BQ + 3 * BQ * BK + BK * BQ + acc + BK * (Dq + Dv);
 }
 
 static scratch_t carve(const bwd_job_t *job, int thread) {
@@ -63,6 +73,9 @@ static scratch_t carve(const bwd_job_t *job, int thread) {
     w.dcap = at, at += BQ * BK;
     w.T = at, at += BK * BQ;
     w.acc = at;
+    const int64_t Dq = job->pr->p.head_dim_qk, Dv = job->pr->p.head_dim_v, rows = BQ * (Dq > Dv ? Dq : Dv);
+    at += rows > BK * (Dq + Dv) ? rows : BK * (Dq + Dv);
+    w.kv_rows = at;
     return w;
 }
 
@@ -70,6 +83,7 @@ static scratch_t carve(const bwd_job_t *job, int thread) {
 typedef struct {
     const float *q, *dout;
     const uint16_t *q16, *dout16; /* the same rows in bf16 (bf16 S and dP), or NULL */
+    const uint16_t *qt16, *dout_t16; /* bf16_grads: Q^T, dO^T from the rows' first column, row stride BQ */
     int64_t ldq, lddo;
 } rows_t;
 
@@ -83,6 +97,20 @@ static float *block_rows(const bwd_job_t *job, float *packed, int64_t b, int64_t
 static uint16_t *block_rows_bf16(const bwd_job_t *job, uint16_t *packed, int64_t b, int64_t h, int64_t i, int64_t dim) {
     const int64_t head = b * job->pr->p.heads_q + h;
     return packed + (size_t)((head * job->q_blocks * MFA_CPU_BQ + i) * dim);
+}
+
+/* Column i (a row of the block) of (b, h) in a transposed per-query-block array [D][BQ]. */
+static uint16_t *block_cols_bf16(const bwd_job_t *job, uint16_t *packed, int64_t b, int64_t h, int64_t i, int64_t dim) {
+    const int64_t head = b * job->pr->p.heads_q + h, BQ = MFA_CPU_BQ;
+    return packed + (size_t)((head * job->q_blocks + i / BQ) * dim * BQ + i % BQ);
+}
+
+/* dst[d][r] = src[r][d] for r < n, d < dim (dst row stride BQ), the block's columns past n zero. */
+static void transpose_block_bf16(const uint16_t *src, int64_t n, int64_t dim, uint16_t *dst) {
+    for (int64_t d = 0; d < dim; d++) {
+        for (int64_t r = 0; r < n; r++) dst[d * MFA_CPU_BQ + r] = src[r * dim + d];
+        for (int64_t r = n; r < MFA_CPU_BQ; r++) dst[d * MFA_CPU_BQ + r] = 0;
+    }
 }
 
 /* Rows [t0, t0 + n) of bf16 tensor t (batch index tb, head h) copied as they are into dst [n][dim]. */
@@ -116,10 +144,14 @@ static rows_t load_rows(const bwd_job_t *job, int64_t b, int64_t h, const mfa_se
                         scratch_t *w) {
     const mfa_problem_t *pr = job->pr;
     rows_t r;
-    r.q = block_rows(job, job->q_blocks_f32, b, h, i0, pr->p.head_dim_qk), r.ldq = pr->p.head_dim_qk;
-    r.dout = block_rows(job, job->do_blocks_f32, b, h, i0, pr->p.head_dim_v), r.lddo = pr->p.head_dim_v;
-    r.q16 = job->q_blocks_bf16 ? block_rows_bf16(job, job->q_blocks_bf16, b, h, i0, pr->p.head_dim_qk) : NULL;
-    r.dout16 = job->do_blocks_bf16 ? block_rows_bf16(job, job->do_blocks_bf16, b, h, i0, pr->p.head_dim_v) : NULL;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
+    r.ldq = Dq, r.lddo = Dv;
+    r.q = job->q_blocks_f32 ? block_rows(job, job->q_blocks_f32, b, h, i0, Dq) : NULL;
+    r.dout = job->do_blocks_f32 ? block_rows(job, job->do_blocks_f32, b, h, i0, Dv) : NULL;
+    r.q16 = job->q_blocks_bf16 ? block_rows_bf16(job, job->q_blocks_bf16, b, h, i0, Dq) : NULL;
+    r.dout16 = job->do_blocks_bf16 ? block_rows_bf16(job, job->do_blocks_bf16, b, h, i0, Dv) : NULL;
+    r.qt16 = job->bf16_grads ? block_cols_bf16(job, job->qt_blocks_bf16, b, h, i0, Dq) : NULL;
+    r.dout_t16 = job->bf16_grads ? block_cols_bf16(job, job->dot_blocks_bf16, b, h, i0, Dv) : NULL;
     for (int64_t i = 0; i < n; i++) {
         const int64_t at = mfa_lse_index(pr, b, s, h, i0 + i);
         w->lse2[i] = pr->p.lse[at] * MFA_LOG2E;
@@ -181,8 +213,10 @@ static void tile_p_ds(const bwd_job_t *job, int64_t b, int64_t h, const mfa_seq_
          * the packed Q and dO rows that follow this block's (the next block's, usually), the A
          * operands of the next S and dP GEMMs (1.03-1.07x on 2 threads, 1.00x on 1). */
         for (int64_t e = 0; e < Dq; e += 16) __builtin_prefetch(dq + r * Dq + e, 1, 2);
-        for (int64_t e = 0; e < Dq; e += 16) __builtin_prefetch(rows->q + (n + r) * rows->ldq + e, 0, 2);
-        for (int64_t e = 0; e < Dv; e += 16) __builtin_prefetch(rows->dout + (n + r) * rows->lddo + e, 0, 2);
+        if (rows->q) {
+            for (int64_t e = 0; e < Dq; e += 16) __builtin_prefetch(rows->q + (n + r) * rows->ldq + e, 0, 2);
+            for (int64_t e = 0; e < Dv; e += 16) __builtin_prefetch(rows->dout + (n + r) * rows->lddo + e, 0, 2);
+        }
         float *P = w->S + r * BK, *dS = w->dP + r * BK;
         if (w->lse2[r] == -INFINITY) memset(P, 0, sizeof(float) * (size_t)nk); /* a row that kept nothing */
         else k->exp2_sum(P, nk, mul, w->lse2[r]);
@@ -213,31 +247,83 @@ static void delta_item(void *arg, int64_t item, int thread) {
     const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
     const mfa_seq_t s = blk.s;
     scratch_t w = carve(job, thread);
-    gather_rows(job, &pr->p.q, s.tb, h, s.q0 + i0, n, Dq, block_rows(job, job->q_blocks_f32, b, h, i0, Dq));
-    float *g = block_rows(job, job->do_blocks_f32, b, h, i0, Dv);
-    gather_rows(job, &pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, g);
+    float *g = NULL;
+    if (job->q_blocks_f32) {
+        gather_rows(job, &pr->p.q, s.tb, h, s.q0 + i0, n, Dq, block_rows(job, job->q_blocks_f32, b, h, i0, Dq));
+        g = block_rows(job, job->do_blocks_f32, b, h, i0, Dv);
+        gather_rows(job, &pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, g);
+    }
+    uint16_t *q16 = NULL, *g16 = NULL;
     if (job->q_blocks_bf16) {
-        gather_rows_bf16(&pr->p.q, s.tb, h, s.q0 + i0, n, Dq, block_rows_bf16(job, job->q_blocks_bf16, b, h, i0, Dq));
-        gather_rows_bf16(&pr->p.dout, s.tb, h, s.q0 + i0, n, Dv,
-                         block_rows_bf16(job, job->do_blocks_bf16, b, h, i0, Dv));
+        q16 = block_rows_bf16(job, job->q_blocks_bf16, b, h, i0, Dq);
+        g16 = block_rows_bf16(job, job->do_blocks_bf16, b, h, i0, Dv);
+        gather_rows_bf16(&pr->p.q, s.tb, h, s.q0 + i0, n, Dq, q16);
+        gather_rows_bf16(&pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, g16);
+    }
+    if (job->bf16_grads) {
+        transpose_block_bf16(q16, n, Dq, block_cols_bf16(job, job->qt_blocks_bf16, b, h, i0, Dq));
+        transpose_block_bf16(g16, n, Dv, block_cols_bf16(job, job->dot_blocks_bf16, b, h, i0, Dv));
     }
     int64_t ldo;
     const float *o = mfa_cpu_rows(job->k, &pr->p.o, s.tb, h, s.q0 + i0, n, Dv, w.acc, &ldo);
     for (int64_t r = 0; r < n; r++) {
         float sum = 0.0f;
-        for (int64_t e = 0; e < Dv; e++) sum += o[r * ldo + e] * g[r * Dv + e];
+        if (g)
+            for (int64_t e = 0; e < Dv; e++) sum += o[r * ldo + e] * g[r * Dv + e];
+        else
+            for (int64_t e = 0; e < Dv; e++) sum += o[r * ldo + e] * mfa_bf16_to_f32(g16[r * Dv + e]);
         job->delta[mfa_lse_index(pr, b, &s, h, i0 + r)] = sum;
     }
     for (int64_t c = 0; c < job->chunks; c++) memset(dq_rows(job, c, b, h, i0), 0, sizeof(float) * (size_t)(n * Dq));
 }
 
-/* dK (scaled) and dV of one key tile stored. */
+/* dK (scaled) and dV of one key tile stored; with bf16_grads they were accumulated transposed
+ * ([D][BK]) and go through `rows` ([BK][Dq + Dv] floats) first. */
 static void k_scale_store(const bwd_job_t *job, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t nk, float *dk,
-                          const float *dv) {
+                          float *dv, float *rows) {
     const mfa_problem_t *pr = job->pr;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
+    if (job->bf16_grads) {
+        float *k_rows = rows, *v_rows = rows + MFA_CPU_BK * Dq;
+        for (int64_t d = 0; d < Dq; d++)
+            for (int64_t c = 0; c < nk; c++) k_rows[c * Dq + d] = dk[d * MFA_CPU_BK + c];
+        for (int64_t d = 0; d < Dv; d++)
+            for (int64_t c = 0; c < nk; c++) v_rows[c * Dv + d] = dv[d * MFA_CPU_BK + c];
+        dk = k_rows, dv = v_rows;
+    }
     job->k->scale(dk, nk * pr->p.head_dim_qk, pr->scale);
     mfa_cpu_store_rows(&pr->p.dk, s->tb, hk, s->k0 + j0, nk, pr->p.head_dim_qk, dk);
     mfa_cpu_store_rows(&pr->p.dv, s->tb, hk, s->k0 + j0, nk, pr->p.head_dim_v, dv);
+}
+
+/* Rows r and r + 1 of x [n][BK] (nk columns) as B pairs along the rows, for r < n by twos (a
+ * last odd row pairs with zeros). */
+static void row_pairs(const mfa_cpu_kernels_t *k, const float *x, int64_t n, int64_t nk, uint16_t *out) {
+    for (int64_t r = 0; r < n; r += 2)
+        k->to_bf16_pairs(x + r * MFA_CPU_BK, r + 1 < n ? x + (r + 1) * MFA_CPU_BK : NULL, nk, out + r * MFA_CPU_BK);
+}
+
+/* The three gradient products of one (query block, key tile) in bf16 (bwd_job_t.bf16_grads),
+ * from P in w->S and dS in w->dP: dV^T += dO^T P, dK^T += Q^T dS (dv, dk are [D][BK]), dQ += dS K.
+ * Whole tiles: P and dS are 0 wherever a row does not see a key. The A operands' pairs run
+ * over n rounded up to even; the extra column is the next row of the block (or padding) and
+ * meets the zero that pairs a last odd row. */
+static void grads_bf16(const bwd_job_t *job, int64_t b, int64_t hk, int64_t kb, int64_t nk, int64_t n,
+                       const rows_t *rows, scratch_t *w, float *dk, float *dv, float *dq) {
+    const mfa_problem_t *pr = job->pr;
+    const mfa_cpu_kernels_t *k = job->k;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, BQ = MFA_CPU_BQ;
+    const int64_t n2 = (n + 1) & ~(int64_t)1, nk2 = (nk + 1) & ~(int64_t)1;
+    uint16_t *pairs = (uint16_t *)w->T, *ds16 = pairs + BQ * BK; /* [BQ/2][BK][2], [BQ][BK]: w->T holds both */
+    row_pairs(k, w->S, n, nk, pairs);
+    k->gemm_bf16(Dv, nk, n2, rows->dout_t16, BQ, pairs, 2 * BK, dv, BK, true);
+    row_pairs(k, w->dP, n, nk, pairs);
+    k->gemm_bf16(Dq, nk, n2, rows->qt16, BQ, pairs, 2 * BK, dk, BK, true);
+    for (int64_t r = 0; r < n; r++) {
+        k->to_bf16(ds16 + r * BK, w->dP + r * BK, nk);
+        if (nk2 > nk) ds16[r * BK + nk] = 0;
+    }
+    k->gemm_bf16(n, Dq, nk2, ds16, BK, mfa_cpu_kv_k_row_pairs(pr, &job->kv, b, hk, kb), 2 * Dq, dq, Dq, true);
 }
 
 /* Pass 1 for one key tile and the rows [i0, i0 + n) of q head h that see its keys:
@@ -253,6 +339,10 @@ static void tile_grads(const bwd_job_t *job, int64_t c, int64_t b, int64_t h, co
     float *dq = dq_rows(job, c, b, h, i0);
     tile_p_ds(job, b, h, s, i0, n, kb, nk, &rows, &band, w, dq);
     const int64_t G = MFA_CPU_BAND_ROWS;
+    if (job->bf16_grads) {
+        grads_bf16(job, b, h / pr->group, kb, nk, n, &rows, w, dk, dv, dq);
+        return;
+    }
     const mfa_cpu_panels_t k_rows = mfa_cpu_kv_k_rows(pr, &job->kv, b, h / pr->group, kb);
     transpose(w->S, n, nk, w->T); /* P^T */
     if (band.on) mfa_cpu_gemm_band_keys_rows(k, nk, Dv, n, w->T, BQ, rows.dout, rows.lddo, dv, Dv, band.r_lo, band.r_hi, G);
@@ -287,7 +377,7 @@ static void kv_item(void *arg, int64_t item, int thread) {
                 if (n > 0 && mfa_cpu_block_tile_kept(pr, b, h, i0 + r_lo, n, j0, nk))
                     tile_grads(job, c, b, h, &s, i0 + r_lo, n, kb, nk, dk, dv, &w);
             }
-        k_scale_store(job, &s, hk, j0, nk, dk, dv);
+        k_scale_store(job, &s, hk, j0, nk, dk, dv, w.kv_rows);
     }
 }
 
@@ -325,7 +415,12 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
     const bool bf16 = job.k->gemm_bf16 && p->q.dtype == MFA_DTYPE_BF16 && p->k.dtype == MFA_DTYPE_BF16 &&
                       p->v.dtype == MFA_DTYPE_BF16 && p->dout.dtype == MFA_DTYPE_BF16 && p->head_dim_qk % 2 == 0 &&
                       p->head_dim_v % 2 == 0;
-    const int pack = MFA_CPU_PACK_VT | MFA_CPU_PACK_K_ROWS | (bf16 ? MFA_CPU_PACK_K_PAIRS | MFA_CPU_PACK_VT_PAIRS : 0);
+    /* and every product in bf16 when the gradients are 16-bit too (fp32 gradients keep P and dS
+     * in fp32: rounding them would cost those outputs their accuracy) */
+    job.bf16_grads = bf16 && mfa_dtype_size(p->dq.dtype) == 2 && mfa_dtype_size(p->dk.dtype) == 2 &&
+                     mfa_dtype_size(p->dv.dtype) == 2 && job.k->to_bf16_pairs;
+    const int pack = MFA_CPU_PACK_VT | MFA_CPU_PACK_K_ROWS | (bf16 ? MFA_CPU_PACK_K_PAIRS | MFA_CPU_PACK_VT_PAIRS : 0) |
+                     (job.bf16_grads ? MFA_CPU_PACK_K_ROW_PAIRS : 0);
     mfa_error_t err = mfa_cpu_kv_pack(ctx, pr, pack, &job.kv);
     if (err) return err;
     job.chunks = key_chunks(pr, ctx->num_threads, job.kv.k_blocks);
@@ -335,9 +430,13 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
     const size_t delta_floats = (size_t)(p->batch * p->heads_q * p->seqlen_q); /* varlen: heads * total */
     const size_t packed_rows = (size_t)(q_items * MFA_CPU_BQ); /* rows of every packed query block */
     job.scratch_floats = scratch_floats(pr);
-    const size_t bf16_floats = bf16 ? packed_rows * (size_t)(p->head_dim_qk + p->head_dim_v) / 2 : 0;
-    const size_t floats = job.scratch_floats * (size_t)threads + delta_floats +
-                          packed_rows * (size_t)(p->head_dim_qk * (1 + job.chunks) + p->head_dim_v) + bf16_floats;
+    /* one block: per-thread scratch, D, the dQ accumulators, the fp32 Q / dO blocks (not with
+     * bf16_grads), then the bf16 rows and the bf16 transposed blocks (+ 2 halves of padding) */
+    const size_t Dq = (size_t)p->head_dim_qk, Dv = (size_t)p->head_dim_v;
+    const size_t f32_rows = job.bf16_grads ? 0 : packed_rows * (Dq + Dv);
+    const size_t halves = (bf16 ? packed_rows * (Dq + Dv) : 0) + (job.bf16_grads ? packed_rows * (Dq + Dv) + 2 : 0);
+    const size_t floats = job.scratch_floats * (size_t)threads + delta_floats + packed_rows * Dq * (size_t)job.chunks +
+                          f32_rows + (halves + 1) / 2;
     job.scratch = malloc(sizeof(float) * floats);
     if (!job.scratch) {
         mfa_cpu_kv_free(&job.kv);
@@ -345,12 +444,14 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
                              sizeof(float) * floats);
     }
     job.delta = job.scratch + job.scratch_floats * (size_t)threads;
-    job.q_blocks_f32 = job.delta + delta_floats;
-    job.do_blocks_f32 = job.q_blocks_f32 + packed_rows * (size_t)p->head_dim_qk;
-    job.dq_acc = job.do_blocks_f32 + packed_rows * (size_t)p->head_dim_v;
-    if (bf16) { /* after the fp32 arrays; both bf16 arrays hold an even number of halves a row */
-        job.q_blocks_bf16 = (uint16_t *)(job.dq_acc + packed_rows * (size_t)(p->head_dim_qk * job.chunks));
-        job.do_blocks_bf16 = job.q_blocks_bf16 + packed_rows * (size_t)p->head_dim_qk;
+    job.dq_acc = job.delta + delta_floats;
+    float *at = job.dq_acc + packed_rows * Dq * (size_t)job.chunks;
+    if (!job.bf16_grads) job.q_blocks_f32 = at, job.do_blocks_f32 = at + packed_rows * Dq, at += f32_rows;
+    uint16_t *half = (uint16_t *)at;
+    if (bf16) job.q_blocks_bf16 = half, job.do_blocks_bf16 = half + packed_rows * Dq, half += packed_rows * (Dq + Dv);
+    if (job.bf16_grads) {
+        job.qt_blocks_bf16 = half, job.dot_blocks_bf16 = half + packed_rows * Dq, half += packed_rows * (Dq + Dv);
+        half[0] = half[1] = 0; /* read by a last block's odd row count, against a zero */
     }
     mfa_cpu_parallel_for(threads, q_items, delta_item, &job);
     mfa_cpu_parallel_for(threads, k_items, kv_item, &job);

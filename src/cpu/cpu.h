@@ -120,6 +120,7 @@ typedef struct mfa_cpu_kv {
     uint16_t *kt_pairs; /* [b][hk][kb][head_dim_qk/2][BK][2]: K^T, pairs along the dim */
     uint16_t *v_pairs;  /* [b][hk][kb][BK/2][head_dim_v][2]: V, pairs along the keys */
     uint16_t *vt_pairs; /* [b][hk][kb][head_dim_v/2][BK][2]: V^T, pairs along the dim (backward dP) */
+    uint16_t *k_row_pairs; /* [b][hk][kb][BK/2][head_dim_qk][2]: K, pairs along the keys (backward dQ) */
     /* MFA_CPU_PACK_LAZY: each tile packed by the first thread that needs it (mfa_cpu_kv_ready) */
     _Atomic(unsigned char) *state; /* [b][hk][kb]: idle, being packed, packed (pack.c); NULL: all packed */
     const mfa_problem_t *pr;
@@ -136,6 +137,7 @@ enum {
     MFA_CPU_PACK_V_PAIRS = 16, /* instead of v_rows */
     MFA_CPU_PACK_LAZY = 32,    /* no pass: tiles packed on first use (mfa_cpu_kv_ready) */
     MFA_CPU_PACK_VT_PAIRS = 64, /* instead of vt */
+    MFA_CPU_PACK_K_ROW_PAIRS = 128, /* instead of k_rows */
 };
 mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what, mfa_cpu_kv_t *kv);
 /* With MFA_CPU_PACK_LAZY: tile (b, hk, kb) packed before it returns, by this thread (`thread` <
@@ -166,6 +168,8 @@ const uint16_t *mfa_cpu_kv_v_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *
                                    int64_t kb);
 const uint16_t *mfa_cpu_kv_vt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                     int64_t kb);
+const uint16_t *mfa_cpu_kv_k_row_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
+                                       int64_t kb);
 
 /* ---- scores ---- */
 /* Turns raw dot products S[r * ld + c] (rows i0 + r < i0 + n, keys j0 + c < j0 + nk) into

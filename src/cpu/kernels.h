@@ -59,6 +59,9 @@ typedef struct mfa_cpu_kernels {
                       int64_t ldp, float *C, int64_t ldc, bool accumulate);
     /* (with gemm_bf16) dst[i] = bf16(src[i]), round to nearest even */
     void (*to_bf16)(uint16_t *dst, const float *src, int64_t n);
+    /* (with gemm_bf16) out[2i] = bf16(a[i]), out[2i + 1] = bf16(b[i]) for i < n, 0 for b[i]
+     * where b is NULL: two rows interleaved into gemm_bf16's B pairs. */
+    void (*to_bf16_pairs)(const float *a, const float *b, int64_t n, uint16_t *out);
     /* (optional, with gemm_bf16) exp2_sum's values rounded to bf16 into out[i] (x is left as it
      * was); returns the sum of the unrounded values. NULL: exp2_sum, then to_bf16. */
     float (*exp2_sum_bf16)(const float *x, int64_t n, float mul, float sub, uint16_t *out);

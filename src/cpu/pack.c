@@ -90,7 +90,7 @@ static void pack_t_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, 
     }
 }
 
-/* V in pairs along the keys: dst[(c/2) * 2Dv + 2e + c%2] = V[c][e]: two key rows interleaved
+/* V (or K) in pairs along the keys: dst[(c/2) * 2Dv + 2e + c%2] = V[c][e]: two key rows interleaved
  * (a lone last key of an odd tile pairs with the zeros its tile was cleared to; g is even
  * except there). */
 static void pack_v_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t c0, int64_t g,
@@ -125,6 +125,7 @@ static void pack_tile(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb,
     uint16_t *kt_pairs = kv->kt_pairs ? kv->kt_pairs + tile * (size_t)(Dq * BK) : NULL;
     uint16_t *v_pairs = kv->v_pairs ? kv->v_pairs + tile * (size_t)(BK * Dv) : NULL;
     uint16_t *vt_pairs = kv->vt_pairs ? kv->vt_pairs + tile * (size_t)(Dv * BK) : NULL;
+    uint16_t *k_row_pairs = kv->k_row_pairs ? kv->k_row_pairs + tile * (size_t)(BK * Dq) : NULL;
     if (nk < BK) {
         if (kt) memset(kt, 0, sizeof(float) * (size_t)(Dq * BK));
         if (vt) memset(vt, 0, sizeof(float) * (size_t)(Dv * BK));
@@ -133,6 +134,7 @@ static void pack_tile(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb,
         if (kt_pairs) memset(kt_pairs, 0, sizeof(uint16_t) * (size_t)(Dq * BK));
         if (v_pairs) memset(v_pairs, 0, sizeof(uint16_t) * (size_t)(BK * Dv));
         if (vt_pairs) memset(vt_pairs, 0, sizeof(uint16_t) * (size_t)(Dv * BK));
+        if (k_row_pairs) memset(k_row_pairs, 0, sizeof(uint16_t) * (size_t)(BK * Dq));
     }
     const mfa_tensor_t *K = &pr->p.k, *V = &pr->p.v;
     for (int64_t c0 = 0; c0 < nk; c0 += PACK_GROUP) {
@@ -140,6 +142,7 @@ static void pack_tile(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb,
         if (kt) pack_transposed(kv, K, &s, hk, j0, c0, g, Dq, rows, kt);
         if (kt_pairs) pack_t_pairs(K, &s, hk, j0, c0, g, Dq, kt_pairs);
         if (vt_pairs) pack_t_pairs(V, &s, hk, j0, c0, g, Dv, vt_pairs);
+        if (k_row_pairs) pack_v_pairs(K, &s, hk, j0, c0, g, Dq, k_row_pairs);
         if (v_pairs) pack_v_pairs(V, &s, hk, j0, c0, g, Dv, v_pairs);
         if (vt) pack_transposed(kv, V, &s, hk, j0, c0, g, Dv, rows, vt);
         if (k_rows) pack_rows(kv, K, &s, hk, j0, c0, g, Dq, rows, k_rows);
@@ -221,7 +224,8 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     const bool k_pairs = what & MFA_CPU_PACK_K_PAIRS, v_pairs = what & MFA_CPU_PACK_V_PAIRS;
     const bool vt_pairs = what & MFA_CPU_PACK_VT_PAIRS;
     const bool vt = (what & MFA_CPU_PACK_VT) && !vt_pairs;
-    const bool k_rows = what & MFA_CPU_PACK_K_ROWS;
+    const bool k_row_pairs = what & MFA_CPU_PACK_K_ROW_PAIRS;
+    const bool k_rows = (what & MFA_CPU_PACK_K_ROWS) && !k_row_pairs;
     const bool v_rows = (what & MFA_CPU_PACK_V_ROWS) && !v_pairs;
     const bool lazy = what & MFA_CPU_PACK_LAZY;
     /* lazy: any of the context's threads may pack */
@@ -231,7 +235,8 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     const size_t floats = tiles * (size_t)(BK * ((k_pairs ? 0 : Dq) + (vt ? Dv : 0) + (k_rows ? Dq : 0) +
                                                  (v_rows ? Dv : 0))) +
                           (size_t)(threads * row_floats);
-    const size_t halves = tiles * (size_t)(BK * ((k_pairs ? Dq : 0) + (v_pairs ? Dv : 0) + (vt_pairs ? Dv : 0)));
+    const size_t halves = tiles * (size_t)(BK * ((k_pairs ? Dq : 0) + (v_pairs ? Dv : 0) + (vt_pairs ? Dv : 0) +
+                                                 (k_row_pairs ? Dq : 0)));
     const size_t bytes = sizeof(float) * floats + sizeof(uint16_t) * halves + (lazy ? tiles : 0);
     float *at = pack_buffer(ctx, bytes);
     if (!at)
@@ -248,6 +253,7 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
     if (k_pairs) kv->kt_pairs = half, half += tiles * (size_t)(Dq * BK);
     if (v_pairs) kv->v_pairs = half, half += tiles * (size_t)(BK * Dv);
     if (vt_pairs) kv->vt_pairs = half, half += tiles * (size_t)(Dv * BK);
+    if (k_row_pairs) kv->k_row_pairs = half, half += tiles * (size_t)(BK * Dq);
     kv->pr = pr, kv->k = mfa_cpu_kernels(ctx), kv->rows = rows, kv->row_floats = row_floats;
     if (lazy) {
         kv->state = (_Atomic(unsigned char) *)half;
@@ -296,4 +302,9 @@ const uint16_t *mfa_cpu_kv_v_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *
 const uint16_t *mfa_cpu_kv_vt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                     int64_t kb) {
     return kv->vt_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_v * MFA_CPU_BK);
+}
+
+const uint16_t *mfa_cpu_kv_k_row_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
+                                       int64_t kb) {
+    return kv->k_row_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(MFA_CPU_BK * pr->p.head_dim_qk);
 }

@@ -79,7 +79,11 @@ static void to_bf16(uint16_t *dst, const float *src, int64_t n) {
     for (int64_t i = 0; i < n; i++) dst[i] = mfa_f32_to_bf16(src[i]);
 }
 
+static void to_bf16_pairs(const float *a, const float *b, int64_t n, uint16_t *out) {
+    for (int64_t i = 0; i < n; i++) out[2 * i] = mfa_f32_to_bf16(a[i]), out[2 * i + 1] = b ? mfa_f32_to_bf16(b[i]) : 0;
+}
+
 const mfa_cpu_kernels_t mfa_cpu_kernels_scalar_bf16 = {
     .isa = "scalar-bf16", .gemm = gemm, .nr = 0, .dots = dots, .exp2_sum = exp2_sum, .max = max, .scale = scale, .to_f32 = to_f32,
-    .gemm_bf16 = gemm_bf16, .to_bf16 = to_bf16,
+    .gemm_bf16 = gemm_bf16, .to_bf16 = to_bf16, .to_bf16_pairs = to_bf16_pairs,
 };
