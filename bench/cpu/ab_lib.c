@@ -9,6 +9,8 @@
  * Run:   /tmp/ab_lib A/libmfa.so B/libmfa.so [--seq 2048] [--dim 128] [--heads 8] [--causal]
  *                    [--window LEFT] (causal sliding window: keys i - LEFT .. i)
  *                    [--bwd] [--threads 1] [--pairs 15] [--bf16] (every tensor bf16)
+ *                    [--bf16-b] (B runs the same values in bf16 while A runs fp32: the target
+ *                    "bf16 inputs >= 1.5x the fp32 throughput", measured alternating)
  *                    [--seq-q N --heads-kv N] (decode shapes: N query rows against --seq keys,
  *                    forward, no mask; GQA with fewer kv heads)
  *                    [--causal-b] (B runs causal while A runs the full mask: the causal
@@ -134,7 +136,7 @@ static double window_pairs(int64_t seq, int64_t left) {
 int main(int argc, char **argv) {
     if (argc < 3) return fprintf(stderr, "usage: ab_lib A.so B.so [options] (see the top of ab_lib.c)\n"), 2;
     int64_t seq = 2048, dim = 128, heads = 8, seq_q = 0, heads_kv = 0;
-    int threads = 1, pairs = 15, causal = 0, bwd = 0, causal_b = 0;
+    int threads = 1, pairs = 15, causal = 0, bwd = 0, causal_b = 0, bf16_b = 0;
     int64_t window = -1, window_b = -1;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "0";
@@ -142,6 +144,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--bwd")) bwd = 1;
         else if (!strcmp(a, "--causal-b")) causal_b = 1;
         else if (!strcmp(a, "--bf16")) dtype = MFA_DTYPE_BF16;
+        else if (!strcmp(a, "--bf16-b")) bf16_b = 1;
         else if (!strcmp(a, "--seq")) seq = atoll(v), i++;
         else if (!strcmp(a, "--seq-q")) seq_q = atoll(v), i++;
         else if (!strcmp(a, "--heads-kv")) heads_kv = atoll(v), i++;
@@ -164,19 +167,24 @@ int main(int argc, char **argv) {
     p.head_dim_qk = p.head_dim_v = dim;
     p.mask = causal ? MFA_MASK_CAUSAL : MFA_MASK_NONE;
     if (window >= 0) p.mask = MFA_MASK_WINDOW, p.window_left = window, p.window_right = 0;
-    tensor(&p.q, seq, heads, dim, &state), tensor(&p.k, seq, heads, dim, &state); /* freed at exit */
-    tensor(&p.v, seq, heads, dim, &state), tensor(&p.o, seq, heads, dim, &state);
-    if (bwd) { /* the backward's inputs: o and lse from one forward */
-        p.lse = malloc(sizeof(float) * (size_t)(heads * seq));
-        tensor(&p.dout, seq, heads, dim, &state), tensor(&p.dq, seq, heads, dim, &state);
-        tensor(&p.dk, seq, heads, dim, &state), tensor(&p.dv, seq, heads, dim, &state);
-        if (lib[0].fwd(lib[0].ctx, &p)) return fprintf(stderr, "ab_lib: forward failed\n"), 1;
+    mfa_attention_params_t pb = p; /* B's call: the same, or causal / window / bf16 with --*-b */
+    for (int s = 0; s < 1 + bf16_b; s++) { /* --bf16-b: B's tensors are the same values in bf16 */
+        mfa_attention_params_t *ps = s ? &pb : &p;
+        if (s) dtype = MFA_DTYPE_BF16, state = 42;
+        tensor(&ps->q, seq, heads, dim, &state), tensor(&ps->k, seq, heads, dim, &state); /* freed at exit */
+        tensor(&ps->v, seq, heads, dim, &state), tensor(&ps->o, seq, heads, dim, &state);
+        if (bwd) { /* the backward's inputs: o and lse from one forward */
+            ps->lse = malloc(sizeof(float) * (size_t)(heads * seq));
+            tensor(&ps->dout, seq, heads, dim, &state), tensor(&ps->dq, seq, heads, dim, &state);
+            tensor(&ps->dk, seq, heads, dim, &state), tensor(&ps->dv, seq, heads, dim, &state);
+            if (lib[s].fwd(lib[s].ctx, ps)) return fprintf(stderr, "ab_lib: forward failed\n"), 1;
+        }
+        if (!bf16_b) pb = p;
     }
     double pairs_visited = causal ? 0.5 * (double)seq * (double)(seq + 1) : (double)seq * (double)seq;
     if (window >= 0) pairs_visited = window_pairs(seq, window);
     const double flop_per_pair = (bwd ? 10.0 : 4.0) * (double)heads * (double)dim * 1e-9;
     const double gflop = flop_per_pair * pairs_visited;
-    mfa_attention_params_t pb = p; /* B's call: the same, or causal with --causal-b */
     double gflop_b = gflop;
     if (causal_b) pb.mask = MFA_MASK_CAUSAL, gflop_b = flop_per_pair * 0.5 * (double)seq * (double)(seq + 1);
     if (window_b >= 0)
@@ -198,7 +206,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < pairs; i++) lo = fmin(lo, ratio_wall[i]), hi = fmax(hi, ratio_wall[i]);
     printf("seq %lld dim %lld heads %lld %s %s %s, %d thread(s), %d pairs  [%s]\n", (long long)seq, (long long)dim,
            (long long)heads, window >= 0 ? "window" : causal ? "causal" : "full", bwd ? "bwd" : "fwd",
-           dtype == MFA_DTYPE_BF16 ? "bf16" : "f32", threads, pairs,
+           bf16_b ? "f32 (A) vs bf16 (B)" : dtype == MFA_DTYPE_BF16 ? "bf16" : "f32", threads, pairs,
            lib[0].describe(lib[0].ctx));
     printf("  wall: A %.2f ms (%.1f GFLOP/s)  B %.2f ms (%.1f GFLOP/s)  speedup B/A %.3f [%.3f, %.3f]\n",
            1e3 * median(wall[0], pairs), gflop / median(wall[0], pairs), 1e3 * median(wall[1], pairs),
@@ -206,6 +214,7 @@ int main(int argc, char **argv) {
     if (threads == 1)
         printf("  cpu:  A %.1f GFLOP/s  B %.1f GFLOP/s  speedup %.3f\n", gflop / median(cpu[0], pairs),
                gflop_b / median(cpu[1], pairs), median(ratio_cpu, pairs));
+    if (bf16_b) printf("  bf16 B / fp32 A, GFLOP/s: %.3f (target 1.5)\n", 1.0 / median(ratio_wall, pairs));
     if (causal_b) /* per pair: B's GFLOP/s over A's */
         printf("  causal B / full A, GFLOP/s: %.3f\n", gflop_b / gflop / median(ratio_wall, pairs));
     if (window_b >= 0)

@@ -161,6 +161,8 @@ def main():
     report = {"date": date, "cpu": cpu_model(), "threads": args.threads, "fma_peak": peak,
               "torch": torch_version, "mfa": subprocess.run([os.path.join(args.build, "mfa"), "info"],
                                                             capture_output=True, text=True).stdout,
+              "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                       text=True).stdout.strip(),
               "rows": rows, "thread_scaling": scaling}
     with open(stem + ".json", "w") as f:
         json.dump(report, f, indent=1)
