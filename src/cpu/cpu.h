@@ -209,6 +209,15 @@ void mfa_cpu_gemm_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, in
 void mfa_cpu_gemm_band_keys_rows(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *P,
                                  int64_t ldp, const float *B, int64_t ldb, float *C, int64_t ldc, const int64_t *lo,
                                  const int64_t *hi, int64_t rows);
+/* The two with bf16 operands (gemm_bf16): A bf16 rows, B in pairs (S: K^T pairs, ldp = 2 N
+ * per pair row; O += P V: V pairs along the keys, ldp = 2 N), K even. The key range of a group
+ * is widened to pairs, which P's zeros (and a zero after an odd tile's last key) fill. */
+void mfa_cpu_gemm_bf16_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const uint16_t *A,
+                                 int64_t lda, const uint16_t *Bp, int64_t ldp, float *C, int64_t ldc,
+                                 const int64_t *lo, const int64_t *hi);
+void mfa_cpu_gemm_bf16_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const uint16_t *P,
+                                 int64_t ldp, const uint16_t *Bp, int64_t ldb, float *C, int64_t ldc,
+                                 const int64_t *lo, const int64_t *hi, int64_t rows);
 /* Rows that share one K range in the band GEMMs: two of the microkernels' row blocks (6 rows with
  * AVX2, 12 with AVX-512 fit in 24) keep their full height. */
 #define MFA_CPU_BAND_ROWS 24

@@ -129,10 +129,13 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     const void *q = (const char *)blk->q + (size_t)(r_lo * blk->ldq) * q_size;
     float *S = blk->S + r_lo * BK, *o = blk->o + r_lo * Dv, *m = blk->m + r_lo, *l = blk->l + r_lo;
 
-    /* a tile on the mask's edge: per row, the columns it sees (fp32 products only) */
+    /* a tile on the mask's edge: per row, the columns it sees */
     int64_t band_lo[MFA_CPU_BQ], band_hi[MFA_CPU_BQ];
-    const bool band = !job->bf16_qk && !job->bf16_pv && mfa_cpu_tile_band(pr, blk->s, i0, n, j0, nk, band_lo, band_hi);
-    if (job->bf16_qk)
+    const bool band = mfa_cpu_tile_band(pr, blk->s, i0, n, j0, nk, band_lo, band_hi);
+    if (job->bf16_qk && band)
+        mfa_cpu_gemm_bf16_band_cols(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb), 2 * BK, S,
+                                    BK, band_lo, band_hi);
+    else if (job->bf16_qk)
         k->gemm_bf16(n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb), 2 * BK, S, BK, false);
     else if (band)
         mfa_cpu_gemm_band_cols(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), S, BK, band_lo,
@@ -150,7 +153,9 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
         const int64_t nk2 = (nk + 1) & ~(int64_t)1; /* pairs: an odd tile gets a zero key */
         if (nk2 > nk)
             for (int64_t r = 0; r < n; r++) pb[r * BK + nk] = 0;
-        k->gemm_bf16(n, Dv, nk2, pb, BK, mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb), 2 * Dv, o, Dv, true);
+        const uint16_t *vp = mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb);
+        if (band) mfa_cpu_gemm_bf16_band_keys(k, n, Dv, nk2, pb, BK, vp, 2 * Dv, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
+        else k->gemm_bf16(n, Dv, nk2, pb, BK, vp, 2 * Dv, o, Dv, true);
     } else if (band) {
         mfa_cpu_gemm_band_keys(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, band_lo, band_hi,
                                MFA_CPU_BAND_ROWS);

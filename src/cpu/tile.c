@@ -104,6 +104,33 @@ void mfa_cpu_gemm_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, in
     }
 }
 
+void mfa_cpu_gemm_bf16_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const uint16_t *A,
+                                 int64_t lda, const uint16_t *Bp, int64_t ldp, float *C, int64_t ldc,
+                                 const int64_t *lo, const int64_t *hi) {
+    const int64_t width = k->nr > 0 ? k->nr : N;
+    int64_t r_a = 0, r_b = 0; /* as in mfa_cpu_gemm_band_cols */
+    for (int64_t first = 0; first < N; first += width) {
+        const int64_t used = N - first < width ? N - first : width;
+        while (r_a < M && hi[r_a] <= first) r_a++;
+        if (r_b < r_a) r_b = r_a;
+        while (r_b < M && lo[r_b] < first + used) r_b++;
+        if (r_a < r_b)
+            k->gemm_bf16(r_b - r_a, used, K, A + r_a * lda, lda, Bp + 2 * first, ldp, C + r_a * ldc + first, ldc, false);
+    }
+}
+
+void mfa_cpu_gemm_bf16_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const uint16_t *P,
+                                 int64_t ldp, const uint16_t *Bp, int64_t ldb, float *C, int64_t ldc,
+                                 const int64_t *lo, const int64_t *hi, int64_t rows) {
+    for (int64_t r0 = 0; r0 < M; r0 += rows) {
+        const int64_t m = M - r0 < rows ? M - r0 : rows;
+        const int64_t k0 = lo[r0] & ~(int64_t)1, end = (hi[r0 + m - 1] + 1) & ~(int64_t)1;
+        const int64_t k1 = end < K ? end : K;
+        if (k0 < k1)
+            k->gemm_bf16(m, N, k1 - k0, P + r0 * ldp + k0, ldp, Bp + (k0 / 2) * ldb, ldb, C + r0 * ldc, ldc, true);
+    }
+}
+
 void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
                         const float *src) {
     const bool unit = t->stride[3] == 1;
