@@ -9,6 +9,7 @@
  * forward packs each tile when a query block first needs it, so that under a narrow window (each
  * tile read by ~3 blocks) the tile is packed hot, not written out by a pass and read back. */
 #include <sched.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,11 +80,21 @@ static const uint16_t *bf16_row(const mfa_tensor_t *t, const mfa_seq_t *s, int64
  * pair (K[c][d], K[c][d+1]) is word (d/2) * BK + c. The group's g rows are read through one pointer
  * each, and each dim pair's g words go out as one run; an offset computed per element was 3 %
  * of a bf16 forward (perf, Zen 5). */
-static void pack_t_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t c0, int64_t g,
-                         int64_t dim, uint16_t *dst) {
+static void pack_t_pairs(const mfa_cpu_kv_t *kv, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
+                         int64_t c0, int64_t g, int64_t dim, uint16_t *dst) {
     const int64_t BK = MFA_CPU_BK, sd = t->stride[3];
     const uint16_t *src[PACK_GROUP];
-    for (int64_t e = 0; e < g; e++) src[e] = bf16_row(t, s, hk, j0, c0 + e);
+    bool words = g == PACK_GROUP && sd == 1 && kv->k->transpose8; /* pairs as 32-bit words, 4-byte aligned */
+    for (int64_t e = 0; e < g; e++) {
+        src[e] = bf16_row(t, s, hk, j0, c0 + e);
+        words = words && (uintptr_t)src[e] % 4 == 0;
+    }
+    if (words) { /* the same 8 x 8 transposes as the fp32 K^T, of words (bits moved, not converted) */
+        const float *rows[PACK_GROUP];
+        for (int64_t e = 0; e < g; e++) rows[e] = (const float *)(const void *)src[e];
+        kv->k->transpose8(rows, dim / 2, (float *)(void *)(dst + 2 * c0), BK);
+        return;
+    }
     for (int64_t d = 0; d < dim; d += 2) {
         uint16_t *out = dst + d * BK + 2 * c0;
         for (int64_t e = 0; e < g; e++) out[2 * e] = src[e][d * sd], out[2 * e + 1] = src[e][(d + 1) * sd];
@@ -140,8 +151,8 @@ static void pack_tile(const mfa_cpu_kv_t *kv, int64_t b, int64_t hk, int64_t kb,
     for (int64_t c0 = 0; c0 < nk; c0 += PACK_GROUP) {
         const int64_t g = nk - c0 < PACK_GROUP ? nk - c0 : PACK_GROUP;
         if (kt) pack_transposed(kv, K, &s, hk, j0, c0, g, Dq, rows, kt);
-        if (kt_pairs) pack_t_pairs(K, &s, hk, j0, c0, g, Dq, kt_pairs);
-        if (vt_pairs) pack_t_pairs(V, &s, hk, j0, c0, g, Dv, vt_pairs);
+        if (kt_pairs) pack_t_pairs(kv, K, &s, hk, j0, c0, g, Dq, kt_pairs);
+        if (vt_pairs) pack_t_pairs(kv, V, &s, hk, j0, c0, g, Dv, vt_pairs);
         if (k_row_pairs) pack_v_pairs(K, &s, hk, j0, c0, g, Dq, k_row_pairs);
         if (v_pairs) pack_v_pairs(V, &s, hk, j0, c0, g, Dv, v_pairs);
         if (vt) pack_transposed(kv, V, &s, hk, j0, c0, g, Dv, rows, vt);
