@@ -292,8 +292,8 @@ static void k_scale_store(const bwd_job_t *job, const mfa_seq_t *s, int64_t hk, 
         dk = k_rows, dv = v_rows;
     }
     job->k->scale(dk, nk * pr->p.head_dim_qk, pr->scale);
-    mfa_cpu_store_rows(&pr->p.dk, s->tb, hk, s->k0 + j0, nk, pr->p.head_dim_qk, dk);
-    mfa_cpu_store_rows(&pr->p.dv, s->tb, hk, s->k0 + j0, nk, pr->p.head_dim_v, dv);
+    mfa_cpu_store_rows(job->k, &pr->p.dk, s->tb, hk, s->k0 + j0, nk, pr->p.head_dim_qk, dk);
+    mfa_cpu_store_rows(job->k, &pr->p.dv, s->tb, hk, s->k0 + j0, nk, pr->p.head_dim_v, dv);
 }
 
 /* Rows r and r + 1 of x [n][BK] (nk columns) as B pairs along the rows, for r < n by twos (a
@@ -395,7 +395,7 @@ static void dq_item(void *arg, int64_t item, int thread) {
         for (int64_t e = 0; e < blk.n * Dq; e++) dq[e] += more[e];
     }
     job->k->scale(dq, blk.n * Dq, pr->scale);
-    mfa_cpu_store_rows(&pr->p.dq, blk.s.tb, blk.h, blk.s.q0 + blk.i0, blk.n, Dq, dq);
+    mfa_cpu_store_rows(job->k, &pr->p.dq, blk.s.tb, blk.h, blk.s.q0 + blk.i0, blk.n, Dq, dq);
 }
 
 /* Key chunks per (batch, kv head): one, unless there are fewer (batch, kv head) pairs than

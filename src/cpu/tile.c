@@ -131,17 +131,19 @@ void mfa_cpu_gemm_bf16_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t 
     }
 }
 
-void mfa_cpu_store_rows(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
-                        const float *src) {
+void mfa_cpu_store_rows(const mfa_cpu_kernels_t *k, const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0,
+                        int64_t n, int64_t dim, const float *src) {
     const bool unit = t->stride[3] == 1;
     for (int64_t r = 0; r < n; r++) {
         const int64_t at = mfa_offset(t, tb, t0 + r, head, 0);
         const float *row = src + r * dim;
         if (unit && t->dtype == MFA_DTYPE_F32) {
             memcpy((float *)t->data + at, row, (size_t)dim * sizeof(float));
-        } else if (unit && t->dtype == MFA_DTYPE_BF16) { /* one loop per dtype, which the compiler vectorises */
+        } else if (unit && t->dtype == MFA_DTYPE_BF16) {
             uint16_t *out = (uint16_t *)t->data + at;
-            for (int64_t d = 0; d < dim; d++) out[d] = mfa_f32_to_bf16(row[d]);
+            if (k->to_bf16) k->to_bf16(out, row, dim);
+            else
+                for (int64_t d = 0; d < dim; d++) out[d] = mfa_f32_to_bf16(row[d]); /* vectorised by the compiler */
         } else {
             for (int64_t d = 0; d < dim; d++) mfa_store(t->data, t->dtype, at + d * t->stride[3], row[d]);
         }
@@ -253,7 +255,7 @@ void mfa_cpu_finish_rows(const mfa_problem_t *pr, const mfa_cpu_kernels_t *k, in
         if (pr->p.lse)
             pr->p.lse[mfa_lse_index(pr, b, s, h, i0 + r)] = l[r] > 0 ? (m[r] + log2f(l[r])) * MFA_LN2 : -INFINITY;
     }
-    mfa_cpu_store_rows(&pr->p.o, s->tb, h, s->q0 + i0, n, dv, o);
+    mfa_cpu_store_rows(k, &pr->p.o, s->tb, h, s->q0 + i0, n, dv, o);
 }
 
 void mfa_cpu_merge_splits(const float *parts, int64_t splits, size_t stride, int64_t n, int64_t dv, float *o,
