@@ -247,9 +247,10 @@ void mfa_cpu_merge_splits(const float *parts, int64_t splits, size_t stride, int
                           float *m, float *l);
 
 mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr);
-/* Decode shapes (decode.c): at most MFA_CPU_DECODE_ROWS query rows per kv head (seqlen_q times
- * the GQA group) against at least 4 key tiles; the forward then reads K and V in place. */
-#define MFA_CPU_DECODE_ROWS 16
+/* Decode shapes (decode.c): at most MFA_CPU_DECODE_SEQ query rows, and at most MFA_CPU_BQ rows
+ * per kv head (seqlen_q times the GQA group), against at least 4 key tiles; the forward then
+ * reads K and V in place. */
+#define MFA_CPU_DECODE_SEQ 16
 bool mfa_cpu_decode_applies(const mfa_problem_t *pr);
 mfa_error_t mfa_cpu_decode_fwd(mfa_context *ctx, const mfa_problem_t *pr);
 mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr);

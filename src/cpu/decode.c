@@ -1,11 +1,14 @@
-/* decode.c — the cpu forward for decode shapes: a few query rows per kv head against many keys.
+/* decode.c — the cpu forward for decode shapes: a few query rows (at most 16, and at most 128 per
+ * kv head with the GQA group) against many keys.
  *
  * There the forward is bound by reading K and V once (32 heads x 8192 keys x 128 dims in fp32 is
  * 256 MiB), and the tiled forward's packing (read K and V, write the packed copy, read that
  * again) tripled the traffic: ggml's decode ran 3.9x faster. Here each key tile is read where it
  * lies (converted into a small scratch tile only when it is not fp32 rows) and used at once:
  *     S = Q K^T     dot products of the block's query rows with the tile's key rows (kernel
- *                   table `dots`: the gemm, broadcasting every key element, wasted most lanes)
+ *                   table `dots`: the gemm, broadcasting every key element, wasted most lanes),
+ *                   or, for blocks of more than DOTS_ROWS rows, the gemm against the tile
+ *                   transposed in scratch
  *     the mask and the online softmax as in the tiled forward (tile.c)
  *     O  += P V     B = the tile's value rows
  * A block's rows are every query row of every q head of one kv head's GQA group, so the group
@@ -26,14 +29,19 @@ typedef struct {
     const mfa_cpu_kernels_t *k;
     int64_t splits; /* key ranges per sequence */
     int64_t heads;  /* kv heads per item: 1 or all (in K's memory order) */
-    int64_t rows;   /* the largest block: max_seqlen_q * group <= MFA_CPU_DECODE_ROWS */
+    int64_t rows;   /* the largest block: max_seqlen_q * group <= MFA_CPU_BQ */
     float *partial; /* splits > 1: per (split, batch, kv head) o [BQ][Dv], then m, l [BQ] */
     float *scratch; /* per thread: scratch_floats each */
     size_t scratch_floats;
 } decode_job_t;
 
-enum { W = MFA_CPU_DECODE_ROWS }; /* rows a block holds at most */
+enum { W = MFA_CPU_BQ }; /* rows a block holds at most */
 enum { DECODE_BK = 64 }; /* keys a tile: 16, 32 and 128 measured the same on a one-token decode */
+/* Blocks of more rows than this take S = Q K^T as a GEMM against the tile transposed in scratch
+ * (8 x 8 transposes); dots, a reduction per pair, wins only on a few rows (Zen 5, 32 heads of
+ * 128 against 8192 keys: the GEMM 0.86x time at 16 rows, 0.96x at 8, 1.03x at 6; with the avx2
+ * table 0.95x at 16, 1.04x at 8) */
+enum { DOTS_ROWS = 8 };
 
 /* One kv head's block: its query rows and running softmax state. */
 typedef struct {
@@ -45,6 +53,7 @@ typedef struct {
     float *blocks;      /* per kv head of an item: q [rows][Dq], o [rows][Dv], m [rows], l [rows] */
     float *S;           /* [W][BK]: S, then P */
     float *kbuf, *vbuf; /* [BK][Dq], [BK][Dv]: a key tile converted, a value tile copied */
+    float *kt;          /* [Dq][BK]: the key tile transposed (blocks of more than DOTS_ROWS rows) */
 } scratch_t;
 
 static size_t block_floats(const decode_job_t *job) {
@@ -53,7 +62,7 @@ static size_t block_floats(const decode_job_t *job) {
 
 static size_t scratch_floats(const decode_job_t *job) {
     const size_t BK = DECODE_BK, Dq = (size_t)job->pr->p.head_dim_qk, Dv = (size_t)job->pr->p.head_dim_v;
-    return (size_t)job->heads * block_floats(job) + W * BK + BK * (Dq + Dv);
+    return (size_t)job->heads * block_floats(job) + W * BK + BK * (Dq + Dv) + Dq * BK;
 }
 
 static scratch_t carve(const decode_job_t *job, int thread) {
@@ -63,7 +72,8 @@ static scratch_t carve(const decode_job_t *job, int thread) {
     w.blocks = at, at += (size_t)job->heads * block_floats(job);
     w.S = at, at += W * BK;
     w.kbuf = at, at += BK * Dq;
-    w.vbuf = at;
+    w.vbuf = at, at += BK * (size_t)job->pr->p.head_dim_v;
+    w.kt = at;
     return w;
 }
 
@@ -72,7 +82,8 @@ static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (siz
 bool mfa_cpu_decode_applies(const mfa_problem_t *pr) {
     /* a block fits the rows; and enough keys that packing them would cost more than it saves
      * (each packed tile would serve only this block) */
-    return pr->max_seqlen_q * pr->group <= MFA_CPU_DECODE_ROWS && pr->max_seqlen_kv >= 4 * MFA_CPU_BK;
+    return pr->max_seqlen_q <= MFA_CPU_DECODE_SEQ && pr->max_seqlen_q * pr->group <= MFA_CPU_BQ &&
+           pr->max_seqlen_kv >= 4 * MFA_CPU_BK;
 }
 
 /* Key tiles [*lo, *hi) of split `split` of the tiles any row of sequence s sees (causal and
@@ -103,7 +114,19 @@ static void attend_tile(const decode_job_t *job, int64_t b, int64_t hk, const mf
     const int64_t j0 = kb * BK, nk = s->sk - j0 < BK ? s->sk - j0 : BK;
     int64_t ldk, ldv;
     const float *keys = mfa_cpu_rows(k, &pr->p.k, s->tb, hk, s->k0 + j0, nk, Dq, w->kbuf, &ldk);
-    k->dots(n, nk, Dq, blk->q, Dq, keys, ldk, w->S, BK);
+    if (n <= DOTS_ROWS) {
+        k->dots(n, nk, Dq, blk->q, Dq, keys, ldk, w->S, BK);
+    } else {
+        int64_t c = 0;
+        for (; c + 8 <= nk && k->transpose8; c += 8) {
+            const float *rows[8];
+            for (int e = 0; e < 8; e++) rows[e] = keys + (c + e) * ldk;
+            k->transpose8(rows, Dq, w->kt + c, BK);
+        }
+        for (; c < nk; c++)
+            for (int64_t d = 0; d < Dq; d++) w->kt[d * BK + c] = keys[c * ldk + d];
+        k->gemm(n, nk, Dq, blk->q, Dq, w->kt, BK, w->S, BK, false);
+    }
     float mul = 0;
     for (int64_t g = 0; g < pr->group; g++) /* the mask of each q head's rows */
         mul = mfa_cpu_finish_scores(pr, b, hk * pr->group + g, s, 0, s->sq, j0, nk, w->S + g * s->sq * BK, BK, NULL);

@@ -64,7 +64,8 @@ const mfa_check_case_t mfa_check_cases[] = {
     {"dqk32_dv128", SHAPE(1, 127, 63, 2, 2, 32, 128)},
     {"dqk256_dv64", SHAPE(1, 63, 63, 2, 2, 256, 64)},
     {"dqk16_dv80", SHAPE(2, 7, 63, 2, 2, 16, 80)},
-    /* ---- decode (cpu: src/cpu/decode.c, at most 16 query rows per kv head, 256+ keys) ---- */
+    /* ---- decode (cpu: src/cpu/decode.c, at most 16 query rows, at most 128 per kv head with
+     * the GQA group, 256+ keys; blocks of more than 16 rows take S through a GEMM) ---- */
     {"decode_gqa4_sq3_causal_br", SHAPE(2, 3, 517, 8, 2, 64, 64), CAUSAL, BR, LSE},
     {"decode_gqa8_sq2_window_br_bf16", SHAPE(1, 2, 700, 8, 1, 128, 128), WINDOW(100, 0), BR,
      .in_dtype = BF16, .out_dtype = BF16, LSE},
@@ -80,6 +81,10 @@ const mfa_check_case_t mfa_check_cases[] = {
     {"decode_one_pair_split_keys", SHAPE(1, 1, 2000, 1, 1, 64, 64), LSE},
     {"decode_batch5_unsplit_gqa2", SHAPE(5, 2, 300, 4, 2, 64, 64), CAUSAL, BR, LSE},
     {"decode_bhsd_gqa2_head_order", SHAPE(2, 3, 400, 4, 2, 64, 64), .layout = MFA_CHECK_BHSD, LSE},
+    {"decode_gqa8_sq6_causal_br_48rows", SHAPE(1, 6, 700, 16, 2, 64, 64), CAUSAL, BR, LSE},
+    {"decode_gqa4_sq16_bf16_d128_64rows", SHAPE(2, 16, 333, 8, 2, 128, 128), WINDOW(200, 0), BR,
+     .in_dtype = BF16, .out_dtype = BF16, LSE},
+    {"decode_gqa12_sq9_d40_108rows", SHAPE(1, 9, 400, 12, 1, 40, 40), CAUSAL, LSE},
     /* ---- gqa ---- */
     {"gqa2", SHAPE(2, 127, 127, 4, 2, 64, 64), LSE},
     {"gqa8", SHAPE(1, 63, 63, 8, 1, 64, 64), LSE},
