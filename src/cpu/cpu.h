@@ -169,6 +169,13 @@ const uint16_t *mfa_cpu_kv_v_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *
                                    int64_t kb);
 const uint16_t *mfa_cpu_kv_vt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                     int64_t kb);
+/* bf16 pairs for gemm_bf16's B from key rows (bf16, element stride sd along the dim):
+ * mfa_cpu_pairs_dim: keys c < g (g <= 8) of a tile transposed, pairs along the dim:
+ * dst[(d/2) * 2 MFA_CPU_BK + 2c + d%2] = src[c][d] (dim even; dst at the group's first key);
+ * mfa_cpu_pairs_keys: two key rows interleaved, dst[2e + i] = ri[e] (r1 NULL: zeros). */
+void mfa_cpu_pairs_dim(const mfa_cpu_kernels_t *k, const uint16_t *const *src, int64_t g, int64_t sd, int64_t dim,
+                       uint16_t *dst);
+void mfa_cpu_pairs_keys(const uint16_t *r0, const uint16_t *r1, int64_t sd, int64_t dim, uint16_t *dst);
 const uint16_t *mfa_cpu_kv_k_row_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                        int64_t kb);
 

@@ -30,6 +30,10 @@ typedef struct {
     int64_t splits; /* key ranges per sequence */
     int64_t heads;  /* kv heads per item: 1 or all (in K's memory order) */
     int64_t rows;   /* the largest block: max_seqlen_q * group <= MFA_CPU_BQ */
+    /* bf16 Q and K on a CPU with a bf16 dot product: blocks of more than DOTS_ROWS rows take
+     * S = Q K^T through gemm_bf16 (Q kept in bf16, the key tile transposed into pairs), and with
+     * bf16 V and a 16-bit output O += P V too (P rounded to bf16, as the tiled forward does) */
+    bool bf16_qk, bf16_pv;
     float *partial; /* splits > 1: per (split, batch, kv head) o [BQ][Dv], then m, l [BQ] */
     float *scratch; /* per thread: scratch_floats each */
     size_t scratch_floats;
@@ -53,7 +57,9 @@ typedef struct {
     float *blocks;      /* per kv head of an item: q [rows][Dq], o [rows][Dv], m [rows], l [rows] */
     float *S;           /* [W][BK]: S, then P */
     float *kbuf, *vbuf; /* [BK][Dq], [BK][Dv]: a key tile converted, a value tile copied */
-    float *kt;          /* [Dq][BK]: the key tile transposed (blocks of more than DOTS_ROWS rows) */
+    float *kt;          /* [Dq][BK]: the key tile transposed (blocks of more than DOTS_ROWS rows), or
+                         * in bf16 pairs; vbuf holds the value tile in bf16 pairs along the keys */
+    uint16_t *pb;       /* [W][BK]: P in bf16 (bf16_pv) */
 } scratch_t;
 
 static size_t block_floats(const decode_job_t *job) {
@@ -62,7 +68,7 @@ static size_t block_floats(const decode_job_t *job) {
 
 static size_t scratch_floats(const decode_job_t *job) {
     const size_t BK = DECODE_BK, Dq = (size_t)job->pr->p.head_dim_qk, Dv = (size_t)job->pr->p.head_dim_v;
-    return (size_t)job->heads * block_floats(job) + W * BK + BK * (Dq + Dv) + Dq * BK;
+    return (size_t)job->heads * block_floats(job) + W * BK + BK * (Dq + Dv) + Dq * BK + W * BK / 2;
 }
 
 static scratch_t carve(const decode_job_t *job, int thread) {
@@ -73,7 +79,8 @@ static scratch_t carve(const decode_job_t *job, int thread) {
     w.S = at, at += W * BK;
     w.kbuf = at, at += BK * Dq;
     w.vbuf = at, at += BK * (size_t)job->pr->p.head_dim_v;
-    w.kt = at;
+    w.kt = at, at += (size_t)job->pr->p.head_dim_qk * BK;
+    w.pb = (uint16_t *)at;
     return w;
 }
 
@@ -105,44 +112,81 @@ static bool tile_kept(const mfa_problem_t *pr, int64_t b, int64_t hk, const mfa_
     return false;
 }
 
+/* S = Q K^T of one key tile into w->S: bf16 pairs through gemm_bf16, dot products for a few
+ * rows, or the gemm against the tile transposed in scratch. */
+static void tile_scores(const decode_job_t *job, const mfa_seq_t *s, int64_t hk, int64_t n, int64_t j0, int64_t nk,
+                        bool bf16, const block_t *blk, scratch_t *w) {
+    const mfa_cpu_kernels_t *k = job->k;
+    const mfa_tensor_t *K = &job->pr->p.k;
+    const int64_t Dq = job->pr->p.head_dim_qk, BK = DECODE_BK;
+    if (bf16) { /* Q is bf16 in the block; K^T in pairs, eight keys at a time */
+        uint16_t *kt = (uint16_t *)w->kt;
+        for (int64_t c = 0; c < nk; c += 8) {
+            const int64_t g = nk - c < 8 ? nk - c : 8;
+            const uint16_t *rows[8];
+            for (int64_t e = 0; e < g; e++)
+                rows[e] = (const uint16_t *)K->data + mfa_offset(K, s->tb, s->k0 + j0 + c + e, hk, 0);
+            mfa_cpu_pairs_dim(k, rows, g, K->stride[3], Dq, kt + 2 * c);
+        }
+        k->gemm_bf16(n, nk, Dq, (const uint16_t *)blk->q, Dq, kt, 2 * BK, w->S, BK, false);
+        return;
+    }
+    int64_t ldk;
+    const float *keys = mfa_cpu_rows(k, K, s->tb, hk, s->k0 + j0, nk, Dq, w->kbuf, &ldk);
+    if (n <= DOTS_ROWS) {
+        k->dots(n, nk, Dq, blk->q, Dq, keys, ldk, w->S, BK);
+        return;
+    }
+    int64_t c = 0;
+    for (; c + 8 <= nk && k->transpose8; c += 8) {
+        const float *rows[8];
+        for (int e = 0; e < 8; e++) rows[e] = keys + (c + e) * ldk;
+        k->transpose8(rows, Dq, w->kt + c, BK);
+    }
+    for (; c < nk; c++)
+        for (int64_t d = 0; d < Dq; d++) w->kt[d * BK + c] = keys[c * ldk + d];
+    k->gemm(n, nk, Dq, blk->q, Dq, w->kt, BK, w->S, BK, false);
+}
+
 /* One key tile against the block's n rows (q head hk * group + r / sq, query row r % sq). */
 static void attend_tile(const decode_job_t *job, int64_t b, int64_t hk, const mfa_seq_t *s, int64_t n,
                         int64_t kb, const block_t *blk, scratch_t *w) {
     const mfa_problem_t *pr = job->pr;
     const mfa_cpu_kernels_t *k = job->k;
-    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = DECODE_BK;
+    const int64_t Dv = pr->p.head_dim_v, BK = DECODE_BK;
     const int64_t j0 = kb * BK, nk = s->sk - j0 < BK ? s->sk - j0 : BK;
-    int64_t ldk, ldv;
-    const float *keys = mfa_cpu_rows(k, &pr->p.k, s->tb, hk, s->k0 + j0, nk, Dq, w->kbuf, &ldk);
-    if (n <= DOTS_ROWS) {
-        k->dots(n, nk, Dq, blk->q, Dq, keys, ldk, w->S, BK);
-    } else {
-        int64_t c = 0;
-        for (; c + 8 <= nk && k->transpose8; c += 8) {
-            const float *rows[8];
-            for (int e = 0; e < 8; e++) rows[e] = keys + (c + e) * ldk;
-            k->transpose8(rows, Dq, w->kt + c, BK);
-        }
-        for (; c < nk; c++)
-            for (int64_t d = 0; d < Dq; d++) w->kt[d * BK + c] = keys[c * ldk + d];
-        k->gemm(n, nk, Dq, blk->q, Dq, w->kt, BK, w->S, BK, false);
-    }
+    const bool bf16 = job->bf16_qk && n > DOTS_ROWS;
+    tile_scores(job, s, hk, n, j0, nk, bf16, blk, w);
     float mul = 0;
     for (int64_t g = 0; g < pr->group; g++) /* the mask of each q head's rows */
         mul = mfa_cpu_finish_scores(pr, b, hk * pr->group + g, s, 0, s->sq, j0, nk, w->S + g * s->sq * BK, BK, NULL);
-    mfa_cpu_softmax_step(k, w->S, BK, n, nk, mul, blk->m, blk->l, blk->o, Dv, Dv, NULL, NULL, NULL);
+    uint16_t *pb = bf16 && job->bf16_pv ? w->pb : NULL;
+    mfa_cpu_softmax_step(k, w->S, BK, n, nk, mul, blk->m, blk->l, blk->o, Dv, Dv, pb, NULL, NULL);
+    const mfa_tensor_t *V = &pr->p.v;
+    if (pb) { /* O += P V in bf16: V's rows interleaved in pairs, an odd tile's last key with zeros */
+        uint16_t *vp = (uint16_t *)w->vbuf;
+        const int64_t nk2 = (nk + 1) & ~(int64_t)1;
+        for (int64_t c = 0; c < nk; c += 2) {
+            const uint16_t *r0 = (const uint16_t *)V->data + mfa_offset(V, s->tb, s->k0 + j0 + c, hk, 0);
+            mfa_cpu_pairs_keys(r0, c + 1 < nk ? r0 + V->stride[1] : NULL, V->stride[3], Dv, vp + c * Dv);
+        }
+        if (nk2 > nk)
+            for (int64_t r = 0; r < n; r++) pb[r * BK + nk] = 0;
+        k->gemm_bf16(n, Dv, nk2, pb, BK, vp, 2 * Dv, blk->o, Dv, true);
+        return;
+    }
     /* V always through scratch: the GEMM reads its B a 16-column panel at a time, and straight
      * from memory that walked the tile eight times at a 512-byte stride, each line a miss (half
      * the time of a GQA decode); one sequential copy per tile brings it into L1 instead. K stays
      * in place where it can: copying it too measured 0.85-0.9x on a one-token decode */
+    int64_t ldv = Dv;
     const float *values = w->vbuf;
-    ldv = Dv;
-    if (pr->p.v.dtype == MFA_DTYPE_F32 && pr->p.v.stride[3] == 1)
+    if (V->dtype == MFA_DTYPE_F32 && V->stride[3] == 1)
         for (int64_t r = 0; r < nk; r++)
-            memcpy(w->vbuf + r * Dv, (const float *)pr->p.v.data + mfa_offset(&pr->p.v, s->tb, s->k0 + j0 + r, hk, 0),
+            memcpy(w->vbuf + r * Dv, (const float *)V->data + mfa_offset(V, s->tb, s->k0 + j0 + r, hk, 0),
                    sizeof(float) * (size_t)Dv);
     else
-        values = mfa_cpu_rows(k, &pr->p.v, s->tb, hk, s->k0 + j0, nk, Dv, w->vbuf, &ldv);
+        values = mfa_cpu_rows(k, V, s->tb, hk, s->k0 + j0, nk, Dv, w->vbuf, &ldv);
     k->gemm(n, Dv, nk, w->S, BK, values, ldv, blk->o, Dv, true);
 }
 
@@ -188,6 +232,15 @@ static void decode_item(void *arg, int64_t item, int thread) {
         memset(blk.o, 0, sizeof(float) * (size_t)(n * Dv));
         for (int64_t r = 0; r < n; r++) blk.m[r] = -INFINITY, blk.l[r] = 0.0f;
         for (int64_t g = 0; g < pr->group; g++) { /* block row g * sq + i is row i of q head g */
+            if (job->bf16_qk && n > DOTS_ROWS) { /* bf16 as they are, for gemm_bf16 */
+                const mfa_tensor_t *Q = &pr->p.q;
+                for (int64_t i = 0; i < s.sq; i++) {
+                    const uint16_t *src = (const uint16_t *)Q->data + mfa_offset(Q, s.tb, s.q0 + i, hk * pr->group + g, 0);
+                    uint16_t *dst = (uint16_t *)blk.q + (g * s.sq + i) * Dq;
+                    for (int64_t d = 0; d < Dq; d++) dst[d] = src[d * Q->stride[3]];
+                }
+                continue;
+            }
             int64_t ldq;
             const float *q = mfa_cpu_rows(job->k, &pr->p.q, s.tb, hk * pr->group + g, s.q0, s.sq, Dq, w.kbuf, &ldq);
             for (int64_t i = 0; i < s.sq; i++)
@@ -227,6 +280,10 @@ static void merge_item(void *arg, int64_t pair, int thread) {
 
 mfa_error_t mfa_cpu_decode_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
     decode_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .splits = 1, .rows = pr->max_seqlen_q * pr->group};
+    const mfa_attention_params_t *p = &pr->p;
+    job.bf16_qk = job.k->gemm_bf16 && p->q.dtype == MFA_DTYPE_BF16 && p->k.dtype == MFA_DTYPE_BF16 &&
+                  p->head_dim_qk % 2 == 0;
+    job.bf16_pv = job.bf16_qk && p->v.dtype == MFA_DTYPE_BF16 && p->o.dtype != MFA_DTYPE_F32;
     const int64_t pairs = pr->p.batch * pr->p.heads_kv;
     if (pairs == 0) return MFA_SUCCESS;
     /* K's memory order: a head's keys contiguous (heads further apart than tokens), or not */

@@ -76,47 +76,46 @@ static const uint16_t *bf16_row(const mfa_tensor_t *t, const mfa_seq_t *s, int64
     return (const uint16_t *)t->data + mfa_offset(t, s->tb, s->k0 + j0 + c, hk, 0);
 }
 
-/* K^T (or V^T) in pairs along the dim: dst[(d/2) * 2BK + 2c + d%2] = K[c][d], i.e. the 32-bit
- * pair (K[c][d], K[c][d+1]) is word (d/2) * BK + c. The group's g rows are read through one pointer
- * each, and each dim pair's g words go out as one run; an offset computed per element was 3 %
- * of a bf16 forward (perf, Zen 5). */
-static void pack_t_pairs(const mfa_cpu_kv_t *kv, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
-                         int64_t c0, int64_t g, int64_t dim, uint16_t *dst) {
-    const int64_t BK = MFA_CPU_BK, sd = t->stride[3];
-    const uint16_t *src[PACK_GROUP];
-    bool words = g == PACK_GROUP && sd == 1 && kv->k->transpose8; /* pairs as 32-bit words, 4-byte aligned */
-    for (int64_t e = 0; e < g; e++) {
-        src[e] = bf16_row(t, s, hk, j0, c0 + e);
-        words = words && (uintptr_t)src[e] % 4 == 0;
-    }
+void mfa_cpu_pairs_dim(const mfa_cpu_kernels_t *k, const uint16_t *const *src, int64_t g, int64_t sd, int64_t dim,
+                       uint16_t *dst) {
+    const int64_t BK = MFA_CPU_BK;
+    bool words = g == 8 && sd == 1 && k->transpose8; /* pairs as 32-bit words, 4-byte aligned */
+    for (int64_t e = 0; e < g; e++) words = words && (uintptr_t)src[e] % 4 == 0;
     if (words) { /* the same 8 x 8 transposes as the fp32 K^T, of words (bits moved, not converted) */
-        const float *rows[PACK_GROUP];
+        const float *rows[8];
         for (int64_t e = 0; e < g; e++) rows[e] = (const float *)(const void *)src[e];
-        kv->k->transpose8(rows, dim / 2, (float *)(void *)(dst + 2 * c0), BK);
+        k->transpose8(rows, dim / 2, (float *)(void *)dst, BK);
         return;
     }
     for (int64_t d = 0; d < dim; d += 2) {
-        uint16_t *out = dst + d * BK + 2 * c0;
+        uint16_t *out = dst + d * BK;
         for (int64_t e = 0; e < g; e++) out[2 * e] = src[e][d * sd], out[2 * e + 1] = src[e][(d + 1) * sd];
     }
 }
 
-/* V (or K) in pairs along the keys: dst[(c/2) * 2Dv + 2e + c%2] = V[c][e]: two key rows interleaved
- * (a lone last key of an odd tile pairs with the zeros its tile was cleared to; g is even
- * except there). */
+void mfa_cpu_pairs_keys(const uint16_t *r0, const uint16_t *r1, int64_t sd, int64_t dim, uint16_t *dst) {
+    if (r1)
+        for (int64_t e = 0; e < dim; e++) dst[2 * e] = r0[e * sd], dst[2 * e + 1] = r1[e * sd];
+    else
+        for (int64_t e = 0; e < dim; e++) dst[2 * e] = r0[e * sd], dst[2 * e + 1] = 0;
+}
+
+/* K^T (or V^T) of keys [c0, c0 + g) in pairs along the dim (mfa_cpu_pairs_dim); the rows are read
+ * through one pointer each (an offset computed per element was 3 % of a bf16 forward, Zen 5). */
+static void pack_t_pairs(const mfa_cpu_kv_t *kv, const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0,
+                         int64_t c0, int64_t g, int64_t dim, uint16_t *dst) {
+    const uint16_t *src[PACK_GROUP];
+    for (int64_t e = 0; e < g; e++) src[e] = bf16_row(t, s, hk, j0, c0 + e);
+    mfa_cpu_pairs_dim(kv->k, src, g, t->stride[3], dim, dst + 2 * c0);
+}
+
+/* V (or K) of keys [c0, c0 + g) in pairs along the keys (mfa_cpu_pairs_keys; g is even except
+ * for an odd tile's last group). */
 static void pack_v_pairs(const mfa_tensor_t *t, const mfa_seq_t *s, int64_t hk, int64_t j0, int64_t c0, int64_t g,
                          int64_t dim, uint16_t *dst) {
-    const int64_t sd = t->stride[3];
-    for (int64_t c = c0; c < c0 + g; c += 2) {
-        const uint16_t *r0 = bf16_row(t, s, hk, j0, c);
-        uint16_t *out = dst + (c / 2) * 2 * dim;
-        if (c + 1 < c0 + g) {
-            const uint16_t *r1 = bf16_row(t, s, hk, j0, c + 1);
-            for (int64_t e = 0; e < dim; e++) out[2 * e] = r0[e * sd], out[2 * e + 1] = r1[e * sd];
-        } else {
-            for (int64_t e = 0; e < dim; e++) out[2 * e] = r0[e * sd];
-        }
-    }
+    for (int64_t c = c0; c < c0 + g; c += 2)
+        mfa_cpu_pairs_keys(bf16_row(t, s, hk, j0, c), c + 1 < c0 + g ? bf16_row(t, s, hk, j0, c + 1) : NULL,
+                           t->stride[3], dim, dst + (c / 2) * 2 * dim);
 }
 
 /* Tile (b, hk, kb): one key tile of one sequence and kv head, keys past the sequence zero; by
