@@ -113,17 +113,6 @@ static void transpose_block_bf16(const uint16_t *src, int64_t n, int64_t dim, ui
     }
 }
 
-/* Rows [t0, t0 + n) of bf16 tensor t (batch index tb, head h) copied as they are into dst [n][dim]. */
-static void gather_rows_bf16(const mfa_tensor_t *t, int64_t tb, int64_t h, int64_t t0, int64_t n, int64_t dim,
-                             uint16_t *dst) {
-    for (int64_t r = 0; r < n; r++) {
-        const uint16_t *src = (const uint16_t *)t->data + mfa_offset(t, tb, t0 + r, h, 0);
-        if (t->stride[3] == 1) memcpy(dst + r * dim, src, sizeof(uint16_t) * (size_t)dim);
-        else
-            for (int64_t d = 0; d < dim; d++) dst[r * dim + d] = src[d * t->stride[3]];
-    }
-}
-
 /* Row i of (b, h) in chunk c's dQ accumulator. */
 static float *dq_rows(const bwd_job_t *job, int64_t c, int64_t b, int64_t h, int64_t i) {
     const mfa_attention_params_t *p = &job->pr->p;
@@ -257,8 +246,8 @@ static void delta_item(void *arg, int64_t item, int thread) {
     if (job->q_blocks_bf16) {
         q16 = block_rows_bf16(job, job->q_blocks_bf16, b, h, i0, Dq);
         g16 = block_rows_bf16(job, job->do_blocks_bf16, b, h, i0, Dv);
-        gather_rows_bf16(&pr->p.q, s.tb, h, s.q0 + i0, n, Dq, q16);
-        gather_rows_bf16(&pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, g16);
+        mfa_cpu_rows_bf16(&pr->p.q, s.tb, h, s.q0 + i0, n, Dq, q16);
+        mfa_cpu_rows_bf16(&pr->p.dout, s.tb, h, s.q0 + i0, n, Dv, g16);
     }
     if (job->bf16_grads) {
         transpose_block_bf16(q16, n, Dq, block_cols_bf16(job, job->qt_blocks_bf16, b, h, i0, Dq));

@@ -76,6 +76,10 @@ static inline bool mfa_cpu_qblock(const mfa_problem_t *pr, int64_t q_blocks, int
  * scratch (*ld = dim). */
 const float *mfa_cpu_rows(const mfa_cpu_kernels_t *k, const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0,
                           int64_t n, int64_t dim, float *scratch, int64_t *ld);
+/* Tokens [t0, t0 + n) of bf16 tensor t (batch index tb, head `head`) copied as they are into
+ * dst [n][dim] (the bf16 dot product's A rows). */
+void mfa_cpu_rows_bf16(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
+                       uint16_t *dst);
 /* Stores fp32 rows src[r * dim + d] into tokens [t0, t0 + n) of tensor t, in its dtype (bf16
  * through k's to_bf16 where the table has one). */
 void mfa_cpu_store_rows(const mfa_cpu_kernels_t *k, const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0,

@@ -233,12 +233,7 @@ static void decode_item(void *arg, int64_t item, int thread) {
         for (int64_t r = 0; r < n; r++) blk.m[r] = -INFINITY, blk.l[r] = 0.0f;
         for (int64_t g = 0; g < pr->group; g++) { /* block row g * sq + i is row i of q head g */
             if (job->bf16_qk && n > DOTS_ROWS) { /* bf16 as they are, for gemm_bf16 */
-                const mfa_tensor_t *Q = &pr->p.q;
-                for (int64_t i = 0; i < s.sq; i++) {
-                    const uint16_t *src = (const uint16_t *)Q->data + mfa_offset(Q, s.tb, s.q0 + i, hk * pr->group + g, 0);
-                    uint16_t *dst = (uint16_t *)blk.q + (g * s.sq + i) * Dq;
-                    for (int64_t d = 0; d < Dq; d++) dst[d] = src[d * Q->stride[3]];
-                }
+                mfa_cpu_rows_bf16(&pr->p.q, s.tb, hk * pr->group + g, s.q0, s.sq, Dq, (uint16_t *)blk.q + g * s.sq * Dq);
                 continue;
             }
             int64_t ldq;

@@ -204,14 +204,7 @@ static void fwd_item(void *arg, int64_t item, int thread) {
     int64_t ldq = Dq, kb_lo, kb_hi;
     const void *q = qbuf;
     if (job->bf16_qk) { /* bf16 rows as they are, gathered contiguously */
-        uint16_t *q16 = (uint16_t *)qbuf;
-        const int64_t sd = pr->p.q.stride[3];
-        for (int64_t r = 0; r < n; r++) {
-            const uint16_t *src = (const uint16_t *)pr->p.q.data + mfa_offset(&pr->p.q, s.tb, s.q0 + i0 + r, h, 0);
-            if (sd == 1) memcpy(q16 + r * Dq, src, sizeof(uint16_t) * (size_t)Dq);
-            else
-                for (int64_t d = 0; d < Dq; d++) q16[r * Dq + d] = src[d * sd];
-        }
+        mfa_cpu_rows_bf16(&pr->p.q, s.tb, h, s.q0 + i0, n, Dq, (uint16_t *)qbuf);
     } else {
         q = mfa_cpu_rows(job->k, &pr->p.q, s.tb, h, s.q0 + i0, n, Dq, qbuf, &ldq);
     }

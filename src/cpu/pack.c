@@ -299,22 +299,28 @@ mfa_cpu_panels_t mfa_cpu_kv_v_rows(const mfa_problem_t *pr, const mfa_cpu_kv_t *
     return tile_panels(pr, kv, kv->v_rows, b, hk, kb, MFA_CPU_BK, pr->p.head_dim_v);
 }
 
+/* Tile (b, hk, kb) of a bf16 array whose tiles hold BK x dim halves. */
+static const uint16_t *pairs_tile(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, const uint16_t *tiles, int64_t b,
+                                  int64_t hk, int64_t kb, int64_t dim) {
+    return tiles + tile_index(pr, kv, b, hk, kb) * (size_t)(MFA_CPU_BK * dim);
+}
+
 const uint16_t *mfa_cpu_kv_kt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                     int64_t kb) {
-    return kv->kt_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_qk * MFA_CPU_BK);
+    return pairs_tile(pr, kv, kv->kt_pairs, b, hk, kb, pr->p.head_dim_qk);
 }
 
 const uint16_t *mfa_cpu_kv_v_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                    int64_t kb) {
-    return kv->v_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(MFA_CPU_BK * pr->p.head_dim_v);
+    return pairs_tile(pr, kv, kv->v_pairs, b, hk, kb, pr->p.head_dim_v);
 }
 
 const uint16_t *mfa_cpu_kv_vt_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                     int64_t kb) {
-    return kv->vt_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(pr->p.head_dim_v * MFA_CPU_BK);
+    return pairs_tile(pr, kv, kv->vt_pairs, b, hk, kb, pr->p.head_dim_v);
 }
 
 const uint16_t *mfa_cpu_kv_k_row_pairs(const mfa_problem_t *pr, const mfa_cpu_kv_t *kv, int64_t b, int64_t hk,
                                        int64_t kb) {
-    return kv->k_row_pairs + tile_index(pr, kv, b, hk, kb) * (size_t)(MFA_CPU_BK * pr->p.head_dim_qk);
+    return pairs_tile(pr, kv, kv->k_row_pairs, b, hk, kb, pr->p.head_dim_qk);
 }

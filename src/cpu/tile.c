@@ -32,6 +32,16 @@ const float *mfa_cpu_rows(const mfa_cpu_kernels_t *k, const mfa_tensor_t *t, int
     return scratch;
 }
 
+void mfa_cpu_rows_bf16(const mfa_tensor_t *t, int64_t tb, int64_t head, int64_t t0, int64_t n, int64_t dim,
+                       uint16_t *dst) {
+    for (int64_t r = 0; r < n; r++) {
+        const uint16_t *src = (const uint16_t *)t->data + mfa_offset(t, tb, t0 + r, head, 0);
+        if (t->stride[3] == 1) memcpy(dst + r * dim, src, sizeof(uint16_t) * (size_t)dim);
+        else
+            for (int64_t d = 0; d < dim; d++) dst[r * dim + d] = src[d * t->stride[3]];
+    }
+}
+
 void mfa_cpu_gemm_panels(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                          mfa_cpu_panels_t B, float *C, int64_t ldc, bool accumulate) {
     const int64_t width = k->nr > 0 ? k->nr : B.cols;
