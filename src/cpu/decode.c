@@ -233,7 +233,8 @@ static void decode_item(void *arg, int64_t item, int thread) {
         for (int64_t r = 0; r < n; r++) blk.m[r] = -INFINITY, blk.l[r] = 0.0f;
         for (int64_t g = 0; g < pr->group; g++) { /* block row g * sq + i is row i of q head g */
             if (job->bf16_qk && n > DOTS_ROWS) { /* bf16 as they are, for gemm_bf16 */
-                mfa_cpu_rows_bf16(&pr->p.q, s.tb, hk * pr->group + g, s.q0, s.sq, Dq, (uint16_t *)blk.q + g * s.sq * Dq);
+                uint16_t *rows = (uint16_t *)blk.q + g * s.sq * Dq;
+                mfa_cpu_rows_bf16(&pr->p.q, s.tb, hk * pr->group + g, s.q0, s.sq, Dq, rows);
                 continue;
             }
             int64_t ldq;

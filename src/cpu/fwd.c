@@ -154,8 +154,10 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
         if (nk2 > nk)
             for (int64_t r = 0; r < n; r++) pb[r * BK + nk] = 0;
         const uint16_t *vp = mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb);
-        if (band) mfa_cpu_gemm_bf16_band_keys(k, n, Dv, nk2, pb, BK, vp, 2 * Dv, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
-        else k->gemm_bf16(n, Dv, nk2, pb, BK, vp, 2 * Dv, o, Dv, true);
+        if (band)
+            mfa_cpu_gemm_bf16_band_keys(k, n, Dv, nk2, pb, BK, vp, 2 * Dv, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
+        else
+            k->gemm_bf16(n, Dv, nk2, pb, BK, vp, 2 * Dv, o, Dv, true);
     } else if (band) {
         mfa_cpu_gemm_band_keys(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, band_lo, band_hi,
                                MFA_CPU_BAND_ROWS);

@@ -125,7 +125,8 @@ void mfa_cpu_gemm_bf16_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t 
         if (r_b < r_a) r_b = r_a;
         while (r_b < M && lo[r_b] < first + used) r_b++;
         if (r_a < r_b)
-            k->gemm_bf16(r_b - r_a, used, K, A + r_a * lda, lda, Bp + 2 * first, ldp, C + r_a * ldc + first, ldc, false);
+            k->gemm_bf16(r_b - r_a, used, K, A + r_a * lda, lda, Bp + 2 * first, ldp, C + r_a * ldc + first, ldc,
+                         false);
     }
 }
 
