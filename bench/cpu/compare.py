@@ -155,7 +155,7 @@ def main():
         print(f"threads: 1 -> {args.threads}: {scaling['speedup']:.2f}x on (1, 8, 2048, 128) fp32 forward")
 
     date = datetime.date.today().isoformat()
-    machine = cpu_model().replace(" ", "-").replace("/", "-")
+    machine = "".join(c if c.isalnum() or c in "-_." else "-" for c in cpu_model()).strip("-")
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"{date}{args.tag}-cpu-{machine}{'-quick' if args.quick else ''}")
     report = {"date": date, "cpu": cpu_model(), "threads": args.threads, "fma_peak": peak,
