@@ -4,7 +4,7 @@
  * primitives differ per ISA. arch/scalar.c is the plain-C reference (readable, any machine);
  * arch/avx2.c and arch/avx512.c compile the same SIMD source (kernels.inc) against a small macro
  * layer (arch/simd-avx2.h, arch/simd-avx512.h). The table is chosen once per context from CPUID,
- * or forced with the environment variable MFA_CPU_ISA=scalar|scalar-bf16|avx2|avx512|avx512bf16
+ * or forced with the environment variable MFA_CPU_ISA=scalar|scalar-bf16|avx2|avx512|avx512bf16|amx
  * (for tests). */
 #ifndef MFA_CPU_KERNELS_H
 #define MFA_CPU_KERNELS_H
@@ -71,6 +71,7 @@ extern const mfa_cpu_kernels_t mfa_cpu_kernels_scalar;
 extern const mfa_cpu_kernels_t mfa_cpu_kernels_avx2;   /* AVX2 + FMA + F16C */
 extern const mfa_cpu_kernels_t mfa_cpu_kernels_avx512; /* AVX-512 F/BW/VL */
 extern const mfa_cpu_kernels_t mfa_cpu_kernels_avx512bf16; /* + AVX512-BF16 (VDPBF16PS) */
+extern const mfa_cpu_kernels_t mfa_cpu_kernels_amx;        /* + AMX-BF16: gemm_bf16 on tiles */
 /* The scalar table plus a plain-C gemm_bf16 with the same arithmetic as VDPBF16PS: lets every
  * machine (and CI) test the bf16 data path; MFA_CPU_ISA=scalar-bf16 selects it. */
 extern const mfa_cpu_kernels_t mfa_cpu_kernels_scalar_bf16;
