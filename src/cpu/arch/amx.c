@@ -1,7 +1,8 @@
 /* amx.c — the avx512bf16 kernels with gemm_bf16 on AMX tiles (Intel Sapphire Rapids and later:
  * compiled with -mamx-tile -mamx-bf16 too). There VDPBF16PS issues on one port and converting to
  * fp32 was the faster path, while PyTorch's oneDNN ran bf16 attention on AMX at more than the
- * fp32 FMA peak (16-core Xeon, 2026-11-27: our bf16 forward 0.40-0.53x of it).
+ * fp32 FMA peak (16-core Xeon, 2026-11-27: our bf16 forward 0.40-0.53x of it; with this table
+ * 1.08-1.60x, docs/cpu.md).
  *
  * TDPBF16PS multiplies a 16 x 32 bf16 tile of A by a 32 x 16 tile of B stored as 16 rows of
  * pairs (B[k][j], B[k+1][j]) — the layout gemm_bf16's B already has (kernels.h) — into a 16 x 16
