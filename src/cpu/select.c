@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #if defined(MFA_AMX_KERNELS)
+#include <stdatomic.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -57,11 +58,13 @@ static bool bf16_dot_pays(void) {
  * state to a process only when it asks: arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA, once). */
 static bool cpu_has_amx(void) {
 #if defined(MFA_AMX_KERNELS) && defined(SYS_arch_prctl)
-    static int granted = -1; /* racing first calls both ask; the answer is the same */
-    if (granted < 0)
-        granted = cpu_has_avx512bf16() && __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
-                  syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
-    return granted == 1;
+    static _Atomic int granted = -1; /* racing first calls both ask; the answer is the same */
+    if (atomic_load(&granted) < 0)
+        atomic_store(&granted, cpu_has_avx512bf16() && __builtin_cpu_supports("amx-tile") &&
+                                   __builtin_cpu_supports("amx-bf16") &&
+                                   syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */,
+                                           18 /* XFEATURE_XTILEDATA */) == 0);
+    return atomic_load(&granted) == 1;
 #else
     return false;
 #endif
