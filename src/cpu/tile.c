@@ -77,16 +77,32 @@ bool mfa_cpu_tile_band(const mfa_problem_t *pr, const mfa_seq_t *s, int64_t i0, 
     return true;
 }
 
+/* The band GEMMs' two walks, shared by the fp32 and bf16 forms. Rows [*r_a, *r_b) of M see a
+ * column of [first, first + used): called for panels left to right, both bounds only move
+ * forward (lo / hi are non-decreasing in the row). */
+static void panel_rows(int64_t M, const int64_t *lo, const int64_t *hi, int64_t first, int64_t used, int64_t *r_a,
+                       int64_t *r_b) {
+    while (*r_a < M && hi[*r_a] <= first) ++*r_a;
+    if (*r_b < *r_a) *r_b = *r_a;
+    while (*r_b < M && lo[*r_b] < first + used) ++*r_b;
+}
+
+/* The keys [*k0, *k1) (within K) rows [r0, r0 + m) see; `pairs` widens them to whole pairs. */
+static void group_keys(const int64_t *lo, const int64_t *hi, int64_t r0, int64_t m, int64_t K, bool pairs, int64_t *k0,
+                       int64_t *k1) {
+    const int64_t end = pairs ? (hi[r0 + m - 1] + 1) & ~(int64_t)1 : hi[r0 + m - 1];
+    *k0 = pairs ? lo[r0] & ~(int64_t)1 : lo[r0];
+    *k1 = end < K ? end : K;
+}
+
 void mfa_cpu_gemm_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                             mfa_cpu_panels_t B, float *C, int64_t ldc, const int64_t *lo, const int64_t *hi) {
     const int64_t width = k->nr > 0 ? k->nr : B.cols;
-    int64_t r_a = 0, r_b = 0; /* the rows that see a column of this panel: both move forward only */
+    int64_t r_a = 0, r_b = 0;
     for (int64_t first = 0; first < N; first += width) {
         const int64_t stored = B.cols - first < width ? B.cols - first : width;
         const int64_t used = N - first < width ? N - first : width;
-        while (r_a < M && hi[r_a] <= first) r_a++;
-        if (r_b < r_a) r_b = r_a;
-        while (r_b < M && lo[r_b] < first + used) r_b++;
+        panel_rows(M, lo, hi, first, used, &r_a, &r_b);
         if (r_a < r_b)
             k->gemm(r_b - r_a, used, K, A + r_a * lda, lda, B.data + first * B.rows, stored, C + r_a * ldc + first, ldc,
                     false);
@@ -98,7 +114,8 @@ void mfa_cpu_gemm_band_keys_rows(const mfa_cpu_kernels_t *k, int64_t M, int64_t 
                                  const int64_t *hi, int64_t rows) {
     for (int64_t r0 = 0; r0 < M; r0 += rows) {
         const int64_t m = M - r0 < rows ? M - r0 : rows;
-        const int64_t k0 = lo[r0], k1 = hi[r0 + m - 1] < K ? hi[r0 + m - 1] : K;
+        int64_t k0, k1;
+        group_keys(lo, hi, r0, m, K, false, &k0, &k1);
         if (k0 < k1) k->gemm(m, N, k1 - k0, P + r0 * ldp + k0, ldp, B + k0 * ldb, ldb, C + r0 * ldc, ldc, true);
     }
 }
@@ -118,12 +135,10 @@ void mfa_cpu_gemm_bf16_band_cols(const mfa_cpu_kernels_t *k, int64_t M, int64_t 
                                  int64_t lda, const uint16_t *Bp, int64_t ldp, float *C, int64_t ldc,
                                  const int64_t *lo, const int64_t *hi) {
     const int64_t width = k->nr > 0 ? k->nr : N;
-    int64_t r_a = 0, r_b = 0; /* as in mfa_cpu_gemm_band_cols */
+    int64_t r_a = 0, r_b = 0;
     for (int64_t first = 0; first < N; first += width) {
         const int64_t used = N - first < width ? N - first : width;
-        while (r_a < M && hi[r_a] <= first) r_a++;
-        if (r_b < r_a) r_b = r_a;
-        while (r_b < M && lo[r_b] < first + used) r_b++;
+        panel_rows(M, lo, hi, first, used, &r_a, &r_b);
         if (r_a < r_b)
             k->gemm_bf16(r_b - r_a, used, K, A + r_a * lda, lda, Bp + 2 * first, ldp, C + r_a * ldc + first, ldc,
                          false);
@@ -135,8 +150,8 @@ void mfa_cpu_gemm_bf16_band_keys(const mfa_cpu_kernels_t *k, int64_t M, int64_t 
                                  const int64_t *lo, const int64_t *hi, int64_t rows) {
     for (int64_t r0 = 0; r0 < M; r0 += rows) {
         const int64_t m = M - r0 < rows ? M - r0 : rows;
-        const int64_t k0 = lo[r0] & ~(int64_t)1, end = (hi[r0 + m - 1] + 1) & ~(int64_t)1;
-        const int64_t k1 = end < K ? end : K;
+        int64_t k0, k1;
+        group_keys(lo, hi, r0, m, K, true, &k0, &k1);
         if (k0 < k1)
             k->gemm_bf16(m, N, k1 - k0, P + r0 * ldp + k0, ldp, Bp + (k0 / 2) * ldb, ldb, C + r0 * ldc, ldc, true);
     }
