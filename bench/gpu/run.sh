@@ -76,7 +76,8 @@ for step in $steps; do
         bwd_bf16_d128_causal_gqa2 bwd_f16_d256_window bwd_bf16_d96_varlen_causal_br \
         s1000_d128_causal dense_bool_causal_br_gqa2 bwd_bf16_s300_d64 bwd_f16_s777_d128_window_gqa4 \
         bwd_bf16_s333_dqk40_dv24_causal bwd_bf16_sq130_skv517_d64_br_gqa2 bwd_bf16_varlen_dqk200_dv256_causal_gqa2 \
-        varlen_gqa2_causal_dqk100_dv52; do
+        varlen_gqa2_causal_dqk100_dv52 decode_gqa8_sq6_causal_br_48rows decode_gqa4_sq16_bf16_d128_64rows \
+        decode_gqa12_sq9_d40_108rows; do
         sanitize_case $tool $f
       done
       # d64 in the Hopper forward's long-walk form (the table's sequences pick the short one)
