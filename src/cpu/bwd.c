@@ -87,22 +87,26 @@ typedef struct {
     int64_t ldq, lddo;
 } rows_t;
 
-/* Row i of (b, h) in a packed per-query-block array of rows of `dim` floats (Q, dO, dQ). */
-static float *block_rows(const bwd_job_t *job, float *packed, int64_t b, int64_t h, int64_t i, int64_t dim) {
+/* Where row i of (b, h) starts in a packed per-query-block array of rows of `dim` elements (Q, dO, dQ). */
+static size_t block_row_at(const bwd_job_t *job, int64_t b, int64_t h, int64_t i, int64_t dim) {
     const int64_t head = b * job->pr->p.heads_q + h;
-    return packed + (size_t)((head * job->q_blocks * MFA_CPU_BQ + i) * dim);
+    return (size_t)((head * job->q_blocks * MFA_CPU_BQ + i) * dim);
+}
+
+static float *block_rows(const bwd_job_t *job, float *packed, int64_t b, int64_t h, int64_t i, int64_t dim) {
+    return packed + block_row_at(job, b, h, i, dim);
 }
 
 /* The same for the bf16 arrays. */
 static uint16_t *block_rows_bf16(const bwd_job_t *job, uint16_t *packed, int64_t b, int64_t h, int64_t i, int64_t dim) {
-    const int64_t head = b * job->pr->p.heads_q + h;
-    return packed + (size_t)((head * job->q_blocks * MFA_CPU_BQ + i) * dim);
+    return packed + block_row_at(job, b, h, i, dim);
 }
 
-/* Column i (a row of the block) of (b, h) in a transposed per-query-block array [D][BQ]. */
+/* Column i (a row of the block) of (b, h) in a transposed per-query-block array [D][BQ]: the
+ * block's [D][BQ] sits where its rows would. */
 static uint16_t *block_cols_bf16(const bwd_job_t *job, uint16_t *packed, int64_t b, int64_t h, int64_t i, int64_t dim) {
-    const int64_t head = b * job->pr->p.heads_q + h, BQ = MFA_CPU_BQ;
-    return packed + (size_t)((head * job->q_blocks + i / BQ) * dim * BQ + i % BQ);
+    const int64_t i0 = i / MFA_CPU_BQ * MFA_CPU_BQ;
+    return packed + block_row_at(job, b, h, i0, dim) + (size_t)(i - i0);
 }
 
 /* dst[d][r] = src[r][d] for r < n, d < dim (dst row stride BQ), the block's columns past n zero. */
