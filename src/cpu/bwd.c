@@ -236,7 +236,7 @@ static void delta_item(void *arg, int64_t item, int thread) {
     const mfa_problem_t *pr = job->pr;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
     mfa_cpu_qblock_t blk;
-    if (!mfa_cpu_qblock(pr, job->q_blocks, item, &blk)) return;
+    if (!mfa_cpu_qblock(pr, job->q_blocks, MFA_CPU_BQ, item, &blk)) return;
     const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
     const mfa_seq_t s = blk.s;
     scratch_t w = carve(job, thread);
@@ -381,7 +381,7 @@ static void dq_item(void *arg, int64_t item, int thread) {
     const mfa_problem_t *pr = job->pr;
     const int64_t Dq = pr->p.head_dim_qk;
     mfa_cpu_qblock_t blk;
-    if (!mfa_cpu_qblock(pr, job->q_blocks, item, &blk)) return;
+    if (!mfa_cpu_qblock(pr, job->q_blocks, MFA_CPU_BQ, item, &blk)) return;
     float *dq = dq_rows(job, 0, blk.b, blk.h, blk.i0);
     for (int64_t c = 1; c < job->chunks; c++) {
         const float *more = dq_rows(job, c, blk.b, blk.h, blk.i0);

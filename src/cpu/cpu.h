@@ -21,6 +21,10 @@
  * were no better than 128, key tiles of 128 no better than 64. */
 #define MFA_CPU_BQ 128
 #define MFA_CPU_BK 64
+/* Narrow windows (fwd.c, attend_wide): blocks of MFA_CPU_BQ_NARROW rows, whose scores for all
+ * the key tiles they see, at most MFA_CPU_WIDE_TILES, are kept at once. */
+#define MFA_CPU_BQ_NARROW 64
+#define MFA_CPU_WIDE_TILES 8
 /* Largest head dim the cpu backend takes (scratch grows linearly with it). */
 #define MFA_CPU_MAX_HEAD_DIM 512
 
@@ -57,16 +61,17 @@ typedef struct mfa_cpu_qblock {
     int64_t i0, n; /* rows [i0, i0 + n) of it */
 } mfa_cpu_qblock_t;
 
-/* Fills *qb for item `block` (q_blocks blocks per (batch, head)); false when the block lies
- * past the end of its sequence (varlen) and there is nothing to do. */
-static inline bool mfa_cpu_qblock(const mfa_problem_t *pr, int64_t q_blocks, int64_t block, mfa_cpu_qblock_t *qb) {
+/* Fills *qb for item `block` (q_blocks blocks of bq <= MFA_CPU_BQ rows per (batch, head)); false
+ * when the block lies past the end of its sequence (varlen) and there is nothing to do. */
+static inline bool mfa_cpu_qblock(const mfa_problem_t *pr, int64_t q_blocks, int64_t bq, int64_t block,
+                                  mfa_cpu_qblock_t *qb) {
     const int64_t bh = pr->p.batch * pr->p.heads_q;
     const int64_t index = q_blocks - 1 - block / bh;
     qb->h = block % bh % pr->p.heads_q;
     qb->b = block % bh / pr->p.heads_q;
     qb->s = mfa_problem_seq(pr, qb->b);
-    qb->i0 = index * MFA_CPU_BQ;
-    qb->n = qb->s.sq - qb->i0 < MFA_CPU_BQ ? qb->s.sq - qb->i0 : MFA_CPU_BQ;
+    qb->i0 = index * bq;
+    qb->n = qb->s.sq - qb->i0 < bq ? qb->s.sq - qb->i0 : bq;
     return qb->i0 < qb->s.sq;
 }
 

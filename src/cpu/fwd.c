@@ -17,8 +17,10 @@ typedef struct {
     const mfa_problem_t *pr;
     const mfa_cpu_kernels_t *k;
     mfa_cpu_kv_t kv;
+    int64_t bq;       /* rows a query block: MFA_CPU_BQ, or MFA_CPU_BQ_NARROW for narrow windows */
     int64_t q_blocks; /* query blocks per (batch, head) */
     int64_t splits;   /* key ranges per query block: > 1 only for decode-like shapes */
+    bool wide;        /* blocks that see at most MFA_CPU_WIDE_TILES key tiles go through attend_wide */
     bool bf16_qk;     /* S = Q K^T with the bf16 dot product (q, k bf16, even head_dim_qk) */
     bool bf16_pv;     /* O += P V with P rounded to bf16 too: only for 16-bit outputs, where that
                          rounding (2^-9 relative) is below the output's own */
@@ -27,10 +29,15 @@ typedef struct {
     size_t scratch_floats;
 } fwd_job_t;
 
-static size_t fwd_scratch_floats(const mfa_problem_t *pr) {
-    const size_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK, Dq = (size_t)pr->p.head_dim_qk, Dv = (size_t)pr->p.head_dim_v;
-    return BQ * Dq /* converted Q (or bf16 Q) */ + BQ * BK /* S, then P */ + BQ * Dv /* O */ + 2 * BQ /* m, l */ +
-           BQ * BK / 2 /* P in bf16 */;
+/* Scores a thread keeps: one key tile's, or with attend_wide every tile's a block sees */
+static size_t score_floats(const fwd_job_t *job) {
+    return (size_t)(job->bq * MFA_CPU_BK * (job->wide ? MFA_CPU_WIDE_TILES : 1));
+}
+
+static size_t fwd_scratch_floats(const fwd_job_t *job) {
+    const size_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK, Dq = (size_t)job->pr->p.head_dim_qk, Dv = (size_t)job->pr->p.head_dim_v;
+    return BQ * Dq /* converted Q (or bf16 Q) */ + score_floats(job) /* S, then P */ + BQ * Dv /* O */ +
+           2 * BQ /* m, l */ + BQ * BK / 2 /* P in bf16 */;
 }
 
 static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (size_t)(pr->p.head_dim_v + 2); }
@@ -166,8 +173,71 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     }
 }
 
+/* A block that sees few key tiles (narrow windows, short sequences): all of them at once. S for
+ * every tile side by side (band tiles at panel granularity, as in attend_tile), then one exact
+ * softmax a row over only the keys that row sees, then O = P V tile by tile. Against the online
+ * form this drops the running max's corrections (an exp2f and a pass over the row's O whenever
+ * the max moves) and the exponentials of masked scores: a band tile is about half masked, and a
+ * narrow window's block is mostly band tiles. Plain scores only (no softcap or per-element
+ * masks): the visible keys are then exactly the mask's key range. */
+static void attend_wide(const fwd_job_t *job, const block_t *blk, int64_t kb_lo, int64_t kb_hi) {
+    const mfa_problem_t *pr = job->pr;
+    const mfa_cpu_kernels_t *k = job->k;
+    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, b = blk->b, hk = blk->hk;
+    const int64_t n = blk->n, j_base = kb_lo * BK, W = (kb_hi - kb_lo) * BK; /* S is [n][W] */
+    int64_t band_lo[MFA_CPU_BQ], band_hi[MFA_CPU_BQ];
+    for (int64_t kb = kb_lo; kb < kb_hi; kb++) { /* S = Q K^T, each tile's rows that see it */
+        const int64_t j0 = kb * BK, nk = blk->s->sk - j0 < BK ? blk->s->sk - j0 : BK;
+        int64_t r_lo, r_hi;
+        mfa_cpu_tile_rows(pr, blk->s, blk->i0, n, j0, nk, &r_lo, &r_hi);
+        if (r_hi == r_lo) continue;
+        mfa_cpu_kv_ready(&job->kv, b, hk, kb, blk->thread);
+        const float *q = (const float *)blk->q + r_lo * blk->ldq;
+        float *S = blk->S + r_lo * W + (j0 - j_base);
+        const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb);
+        if (mfa_cpu_tile_band(pr, blk->s, blk->i0 + r_lo, r_hi - r_lo, j0, nk, band_lo, band_hi))
+            mfa_cpu_gemm_band_cols(k, r_hi - r_lo, nk, Dq, q, blk->ldq, kt, S, W, band_lo, band_hi);
+        else
+            mfa_cpu_gemm_panels(k, r_hi - r_lo, nk, Dq, q, blk->ldq, kt, S, W, false);
+    }
+    const float mul = pr->scale * MFA_LOG2E;
+    for (int64_t r = 0; r < n; r++) { /* P over the row's keys [lo, hi), zero around them */
+        float *x = blk->S + r * W;
+        int64_t lo, hi;
+        mfa_key_range(pr, blk->i0 + r, blk->s->sq, blk->s->sk, &lo, &hi);
+        lo = lo - j_base < 0 ? 0 : lo - j_base, hi = hi - j_base > W ? W : hi - j_base;
+        blk->m[r] = -INFINITY, blk->l[r] = 0.0f;
+        if (hi > lo) {
+            blk->m[r] = k->max(x + lo, hi - lo) * mul;
+            blk->l[r] = k->exp2_sum(x + lo, hi - lo, mul, blk->m[r]);
+        } else {
+            lo = hi = 0;
+        }
+        memset(x, 0, sizeof(float) * (size_t)lo);
+        memset(x + hi, 0, sizeof(float) * (size_t)(W - hi));
+    }
+    memset(blk->o, 0, sizeof(float) * (size_t)(n * Dv));
+    for (int64_t kb = kb_lo; kb < kb_hi; kb++) { /* O += P V */
+        const int64_t j0 = kb * BK, nk = blk->s->sk - j0 < BK ? blk->s->sk - j0 : BK;
+        int64_t r_lo, r_hi;
+        mfa_cpu_tile_rows(pr, blk->s, blk->i0, n, j0, nk, &r_lo, &r_hi);
+        if (r_hi == r_lo) continue;
+        const float *P = blk->S + r_lo * W + (j0 - j_base);
+        const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb);
+        float *o = blk->o + r_lo * Dv;
+        if (mfa_cpu_tile_band(pr, blk->s, blk->i0 + r_lo, r_hi - r_lo, j0, nk, band_lo, band_hi))
+            mfa_cpu_gemm_band_keys(k, r_hi - r_lo, Dv, nk, P, W, v, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
+        else
+            mfa_cpu_gemm_panels(k, r_hi - r_lo, Dv, nk, P, W, v, o, Dv, true);
+    }
+}
+
 /* The block against key tiles [kb_lo, kb_hi): accumulates its o, m and l from zero. */
 static void attend(const fwd_job_t *job, const block_t *blk, int64_t kb_lo, int64_t kb_hi) {
+    if (job->wide && kb_hi - kb_lo <= MFA_CPU_WIDE_TILES) {
+        attend_wide(job, blk, kb_lo, kb_hi);
+        return;
+    }
     memset(blk->o, 0, sizeof(float) * (size_t)(blk->n * job->pr->p.head_dim_v));
     for (int64_t r = 0; r < blk->n; r++) blk->m[r] = -INFINITY, blk->l[r] = 0.0f;
     for (int64_t kb = kb_lo; kb < kb_hi; kb++) attend_tile(job, blk, kb, kb + 1 < kb_hi ? kb + 1 : -1);
@@ -190,13 +260,13 @@ static void fwd_item(void *arg, int64_t item, int thread) {
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v;
     const int64_t block = item / job->splits, split = item % job->splits;
     mfa_cpu_qblock_t blk;
-    if (!mfa_cpu_qblock(pr, job->q_blocks, block, &blk)) return;
+    if (!mfa_cpu_qblock(pr, job->q_blocks, job->bq, block, &blk)) return;
     const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
     const mfa_seq_t s = blk.s;
 
     float *qbuf = job->scratch + (size_t)thread * job->scratch_floats; /* [n][Dq] */
     float *S = qbuf + MFA_CPU_BQ * Dq;                                  /* [n][BK] */
-    float *o = S + MFA_CPU_BQ * MFA_CPU_BK;                             /* [n][Dv] */
+    float *o = S + score_floats(job);                                   /* [n][Dv] */
     float *m = o + MFA_CPU_BQ * Dv, *l = m + MFA_CPU_BQ;
     uint16_t *pb = (uint16_t *)(l + MFA_CPU_BQ); /* [n][BK] bf16 P */
     if (job->splits > 1) { /* accumulate straight into this split's slot of the partials */
@@ -223,7 +293,7 @@ static void merge_item(void *arg, int64_t block, int thread) {
     const mfa_problem_t *pr = job->pr;
     const int64_t Dv = pr->p.head_dim_v;
     mfa_cpu_qblock_t blk;
-    if (!mfa_cpu_qblock(pr, job->q_blocks, block, &blk)) return;
+    if (!mfa_cpu_qblock(pr, job->q_blocks, job->bq, block, &blk)) return;
     const int64_t b = blk.b, h = blk.h, i0 = blk.i0, n = blk.n;
     const mfa_seq_t s = blk.s;
     float *o = job->scratch + (size_t)thread * job->scratch_floats, *m = o + MFA_CPU_BQ * Dv, *l = m + MFA_CPU_BQ;
@@ -232,10 +302,21 @@ static void merge_item(void *arg, int64_t block, int thread) {
     mfa_cpu_finish_rows(pr, job->k, b, h, &s, i0, n, o, m, l);
 }
 
+/* A sliding window narrow enough that a block of MFA_CPU_BQ_NARROW rows sees at most
+ * MFA_CPU_WIDE_TILES key tiles (its keys start anywhere in a tile: one tile more than they fill).
+ * There the shorter block won (window 256 at 4096, with attend_wide: 0.977x time against 128 rows):
+ * the band tiles on its two edges are then a smaller share of the tiles it visits. */
+static bool narrow_window(const mfa_problem_t *pr) {
+    const mfa_attention_params_t *p = &pr->p;
+    if (p->mask != MFA_MASK_WINDOW || p->window_left < 0 || p->window_right < 0) return false;
+    const int64_t keys = MFA_CPU_BQ_NARROW + p->window_left + p->window_right;
+    return (keys + MFA_CPU_BK - 1) / MFA_CPU_BK + 1 <= MFA_CPU_WIDE_TILES;
+}
+
 mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
     if (mfa_cpu_decode_applies(pr)) return mfa_cpu_decode_fwd(ctx, pr);
-    fwd_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .splits = 1};
-    job.q_blocks = (pr->max_seqlen_q + MFA_CPU_BQ - 1) / MFA_CPU_BQ;
+    fwd_job_t job = {.pr = pr, .k = mfa_cpu_kernels(ctx), .splits = 1, .bq = narrow_window(pr) ? MFA_CPU_BQ_NARROW : MFA_CPU_BQ};
+    job.q_blocks = (pr->max_seqlen_q + job.bq - 1) / job.bq;
     const int64_t blocks = pr->p.batch * pr->p.heads_q * job.q_blocks;
     if (blocks == 0) return MFA_SUCCESS;
     /* Fewer query blocks than threads (decode: a few query rows, a long KV): split each block's
@@ -250,12 +331,14 @@ mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
     job.bf16_qk = job.k->gemm_bf16 && p->q.dtype == MFA_DTYPE_BF16 && p->k.dtype == MFA_DTYPE_BF16 &&
                   p->head_dim_qk % 2 == 0;
     job.bf16_pv = job.bf16_qk && p->v.dtype == MFA_DTYPE_BF16 && p->o.dtype != MFA_DTYPE_F32;
+    /* attend_wide: fp32 scores (the bf16 products keep to attend_tile), plain ones, whole blocks */
+    job.wide = !job.bf16_qk && p->softcap == 0 && !p->block_mask && !p->attn_mask.data && job.splits == 1;
     const int pack = MFA_CPU_PACK_V_ROWS | MFA_CPU_PACK_LAZY | (job.bf16_qk ? MFA_CPU_PACK_K_PAIRS : 0) |
                      (job.bf16_pv ? MFA_CPU_PACK_V_PAIRS : 0);
     mfa_error_t err = mfa_cpu_kv_pack(ctx, pr, pack, &job.kv);
     if (err) return err;
     const int threads = mfa_cpu_threads_for(ctx, items);
-    job.scratch_floats = fwd_scratch_floats(pr);
+    job.scratch_floats = fwd_scratch_floats(&job);
     const size_t partial = job.splits > 1 ? (size_t)items * partial_floats(pr) : 0;
     const size_t bytes = sizeof(float) * (job.scratch_floats * (size_t)threads + partial);
     job.scratch = malloc(bytes);
