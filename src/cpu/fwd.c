@@ -119,6 +119,18 @@ typedef struct {
     float *m, *l; /* [n] running max (base 2) and sum */
 } block_t;
 
+/* Key tile kb of the block: its keys [j0, j0 + nk) and the rows [r_lo, r_hi) that see any of them */
+typedef struct {
+    int64_t j0, nk, r_lo, r_hi;
+} tile_view_t;
+
+static tile_view_t tile_view(const mfa_problem_t *pr, const block_t *blk, int64_t kb) {
+    tile_view_t t = {.j0 = kb * MFA_CPU_BK};
+    t.nk = blk->s->sk - t.j0 < MFA_CPU_BK ? blk->s->sk - t.j0 : MFA_CPU_BK;
+    mfa_cpu_tile_rows(pr, blk->s, blk->i0, blk->n, t.j0, t.nk, &t.r_lo, &t.r_hi);
+    return t;
+}
+
 /* Key tile kb against the rows of the block that see any of its keys (the others keep their
  * state): S = Q K^T, the online softmax step, O = O * alpha + P V. `prefetch`: the next key
  * tile to start loading, or -1. */
@@ -126,10 +138,8 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     const mfa_problem_t *pr = job->pr;
     const mfa_cpu_kernels_t *k = job->k;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, b = blk->b, hk = blk->hk;
-    const int64_t j0 = kb * BK, nk = blk->s->sk - j0 < BK ? blk->s->sk - j0 : BK;
-    int64_t r_lo, r_hi;
-    mfa_cpu_tile_rows(pr, blk->s, blk->i0, blk->n, j0, nk, &r_lo, &r_hi);
-    const int64_t n = r_hi - r_lo, i0 = blk->i0 + r_lo;
+    const tile_view_t t = tile_view(pr, blk, kb);
+    const int64_t j0 = t.j0, nk = t.nk, r_lo = t.r_lo, n = t.r_hi - t.r_lo, i0 = blk->i0 + r_lo;
     if (n == 0 || !mfa_cpu_block_tile_kept(pr, b, blk->h, i0, n, j0, nk)) return;
     mfa_cpu_kv_ready(&job->kv, b, hk, kb, blk->thread);
     const size_t q_size = job->bf16_qk ? sizeof(uint16_t) : sizeof(float);
@@ -187,18 +197,16 @@ static void attend_wide(const fwd_job_t *job, const block_t *blk, int64_t kb_lo,
     const int64_t n = blk->n, j_base = kb_lo * BK, W = (kb_hi - kb_lo) * BK; /* S is [n][W] */
     int64_t band_lo[MFA_CPU_BQ], band_hi[MFA_CPU_BQ];
     for (int64_t kb = kb_lo; kb < kb_hi; kb++) { /* S = Q K^T, each tile's rows that see it */
-        const int64_t j0 = kb * BK, nk = blk->s->sk - j0 < BK ? blk->s->sk - j0 : BK;
-        int64_t r_lo, r_hi;
-        mfa_cpu_tile_rows(pr, blk->s, blk->i0, n, j0, nk, &r_lo, &r_hi);
-        if (r_hi == r_lo) continue;
+        const tile_view_t t = tile_view(pr, blk, kb);
+        if (t.r_hi == t.r_lo) continue;
         mfa_cpu_kv_ready(&job->kv, b, hk, kb, blk->thread);
-        const float *q = (const float *)blk->q + r_lo * blk->ldq;
-        float *S = blk->S + r_lo * W + (j0 - j_base);
+        const float *q = (const float *)blk->q + t.r_lo * blk->ldq;
+        float *S = blk->S + t.r_lo * W + (t.j0 - j_base);
         const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb);
-        if (mfa_cpu_tile_band(pr, blk->s, blk->i0 + r_lo, r_hi - r_lo, j0, nk, band_lo, band_hi))
-            mfa_cpu_gemm_band_cols(k, r_hi - r_lo, nk, Dq, q, blk->ldq, kt, S, W, band_lo, band_hi);
+        if (mfa_cpu_tile_band(pr, blk->s, blk->i0 + t.r_lo, t.r_hi - t.r_lo, t.j0, t.nk, band_lo, band_hi))
+            mfa_cpu_gemm_band_cols(k, t.r_hi - t.r_lo, t.nk, Dq, q, blk->ldq, kt, S, W, band_lo, band_hi);
         else
-            mfa_cpu_gemm_panels(k, r_hi - r_lo, nk, Dq, q, blk->ldq, kt, S, W, false);
+            mfa_cpu_gemm_panels(k, t.r_hi - t.r_lo, t.nk, Dq, q, blk->ldq, kt, S, W, false);
     }
     const float mul = pr->scale * MFA_LOG2E;
     for (int64_t r = 0; r < n; r++) { /* P over the row's keys [lo, hi), zero around them */
@@ -218,17 +226,15 @@ static void attend_wide(const fwd_job_t *job, const block_t *blk, int64_t kb_lo,
     }
     memset(blk->o, 0, sizeof(float) * (size_t)(n * Dv));
     for (int64_t kb = kb_lo; kb < kb_hi; kb++) { /* O += P V */
-        const int64_t j0 = kb * BK, nk = blk->s->sk - j0 < BK ? blk->s->sk - j0 : BK;
-        int64_t r_lo, r_hi;
-        mfa_cpu_tile_rows(pr, blk->s, blk->i0, n, j0, nk, &r_lo, &r_hi);
-        if (r_hi == r_lo) continue;
-        const float *P = blk->S + r_lo * W + (j0 - j_base);
+        const tile_view_t t = tile_view(pr, blk, kb);
+        if (t.r_hi == t.r_lo) continue;
+        const float *P = blk->S + t.r_lo * W + (t.j0 - j_base);
         const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb);
-        float *o = blk->o + r_lo * Dv;
-        if (mfa_cpu_tile_band(pr, blk->s, blk->i0 + r_lo, r_hi - r_lo, j0, nk, band_lo, band_hi))
-            mfa_cpu_gemm_band_keys(k, r_hi - r_lo, Dv, nk, P, W, v, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
+        float *o = blk->o + t.r_lo * Dv;
+        if (mfa_cpu_tile_band(pr, blk->s, blk->i0 + t.r_lo, t.r_hi - t.r_lo, t.j0, t.nk, band_lo, band_hi))
+            mfa_cpu_gemm_band_keys(k, t.r_hi - t.r_lo, Dv, t.nk, P, W, v, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
         else
-            mfa_cpu_gemm_panels(k, r_hi - r_lo, Dv, nk, P, W, v, o, Dv, true);
+            mfa_cpu_gemm_panels(k, t.r_hi - t.r_lo, Dv, t.nk, P, W, v, o, Dv, true);
     }
 }
 
@@ -320,15 +326,17 @@ mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
     job.bf16_qk = job.k->gemm_bf16 && p->q.dtype == MFA_DTYPE_BF16 && p->k.dtype == MFA_DTYPE_BF16 &&
                   p->head_dim_qk % 2 == 0;
     job.bf16_pv = job.bf16_qk && p->v.dtype == MFA_DTYPE_BF16 && p->o.dtype != MFA_DTYPE_F32;
-    /* attend_wide: fp32 scores (the bf16 products keep to attend_tile) and plain ones */
-    job.wide = !job.bf16_qk && p->softcap == 0 && !p->block_mask && !p->attn_mask.data;
+    /* attend_wide: fp32 scores (the bf16 products keep to attend_tile), plain ones, and a block that
+     * may see few tiles (without a mask every block sees them all: no need for its wider scratch) */
+    const int64_t k_tiles = (pr->max_seqlen_kv + MFA_CPU_BK - 1) / MFA_CPU_BK;
+    job.wide = !job.bf16_qk && p->softcap == 0 && !p->block_mask && !p->attn_mask.data &&
+               (p->mask != MFA_MASK_NONE || k_tiles <= MFA_CPU_WIDE_TILES);
     if (job.wide && narrow_window(pr)) job.bq = MFA_CPU_BQ_NARROW; /* (bf16 with 64 rows: 1.02-1.04x time) */
     job.q_blocks = (pr->max_seqlen_q + job.bq - 1) / job.bq;
     const int64_t blocks = pr->p.batch * pr->p.heads_q * job.q_blocks;
     if (blocks == 0) return MFA_SUCCESS;
     /* Fewer query blocks than threads (decode: a few query rows, a long KV): split each block's
      * keys so every thread has work, at least 4 key tiles per split, then merge by LSE. */
-    const int64_t k_tiles = (pr->max_seqlen_kv + MFA_CPU_BK - 1) / MFA_CPU_BK;
     if (blocks < ctx->num_threads && k_tiles >= 8) {
         job.splits = (ctx->num_threads + blocks - 1) / blocks;
         if (job.splits > k_tiles / 4) job.splits = k_tiles / 4;
