@@ -8,6 +8,7 @@
  * Build: gcc -O2 -Iinclude bench/cpu/ab_lib.c -o /tmp/ab_lib -ldl -lm
  * Run:   /tmp/ab_lib A/libmfa.so B/libmfa.so [--seq 2048] [--dim 128] [--heads 8] [--causal]
  *                    [--window LEFT] (causal sliding window: keys i - LEFT .. i)
+ *                    [--bhsd] (every tensor [1, heads, seq, dim], torch's layout; default BSHD)
  *                    [--bwd] [--threads 1] [--pairs 15] [--bf16] (every tensor bf16)
  *                    [--bf16-b] (B runs the same values in bf16 while A runs fp32: the target
  *                    "bf16 inputs >= 1.5x the fp32 throughput", measured alternating)
@@ -78,8 +79,9 @@ static double median(const double *x, int n) {
 }
 
 static int32_t dtype = MFA_DTYPE_F32; /* --bf16: every tensor bf16 (the LSE stays fp32) */
+static int bhsd;                      /* --bhsd: [1, heads, seq, dim] (torch's SDPA layout), not BSHD */
 
-/* contiguous [1, seq, heads, dim] of `dtype`, uniform in [-2, 2) from a fixed LCG (bf16: the
+/* contiguous [1, seq, heads, dim] (or [1, heads, seq, dim] with --bhsd) of `dtype`, uniform in [-2, 2) from a fixed LCG (bf16: the
  * fp32 value's upper half, which is exact for these values' 8-bit mantissas often enough) */
 static void *tensor(mfa_tensor_t *t, int64_t seq, int64_t heads, int64_t dim, unsigned *state) {
     const size_t n = (size_t)(seq * heads * dim);
@@ -97,6 +99,7 @@ static void *tensor(mfa_tensor_t *t, int64_t seq, int64_t heads, int64_t dim, un
         }
     }
     tensor_contiguous(t, p, dtype, seq, heads, dim);
+    if (bhsd) t->stride[1] = dim, t->stride[2] = seq * dim;
     return p;
 }
 
@@ -145,6 +148,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--causal-b")) causal_b = 1;
         else if (!strcmp(a, "--bf16")) dtype = MFA_DTYPE_BF16;
         else if (!strcmp(a, "--bf16-b")) bf16_b = 1;
+        else if (!strcmp(a, "--bhsd")) bhsd = 1;
         else if (!strcmp(a, "--seq")) seq = atoll(v), i++;
         else if (!strcmp(a, "--seq-q")) seq_q = atoll(v), i++;
         else if (!strcmp(a, "--heads-kv")) heads_kv = atoll(v), i++;
