@@ -9,6 +9,8 @@ static mfa_error_t cpu_init(mfa_context *ctx) {
     if (!state) return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu backend: cannot allocate its state");
     const char *note;
     state->kernels = mfa_cpu_kernels_select(&note);
+    /* without a pool (no memory) every call runs on the caller alone: slower, never wrong */
+    state->pool = ctx->num_threads > 1 ? mfa_cpu_pool_create() : NULL;
     ctx->backend_state = state;
     snprintf(ctx->description, sizeof ctx->description, "cpu: %s kernels, %d thread%s%s%s", state->kernels->isa,
              ctx->num_threads, ctx->num_threads == 1 ? "" : "s", note ? "; " : "", note ? note : "");
@@ -17,7 +19,7 @@ static mfa_error_t cpu_init(mfa_context *ctx) {
 
 static void cpu_destroy(mfa_context *ctx) {
     mfa_cpu_state_t *state = ctx->backend_state;
-    if (state) free(state->pack_mem);
+    if (state) free(state->pack_mem), mfa_cpu_pool_destroy(state->pool);
     free(state);
 }
 

@@ -446,9 +446,9 @@ mfa_error_t mfa_cpu_bwd(mfa_context *ctx, const mfa_problem_t *pr) {
         job.qt_blocks_bf16 = half, job.dot_blocks_bf16 = half + packed_rows * Dq, half += packed_rows * (Dq + Dv);
         half[0] = half[1] = 0; /* read by a last block's odd row count, against a zero */
     }
-    mfa_cpu_parallel_for(threads, q_items, delta_item, &job);
-    mfa_cpu_parallel_for(threads, k_items, kv_item, &job);
-    mfa_cpu_parallel_for(threads, q_items, dq_item, &job);
+    mfa_cpu_parallel_for(ctx, threads, q_items, delta_item, &job);
+    mfa_cpu_parallel_for(ctx, threads, k_items, kv_item, &job);
+    mfa_cpu_parallel_for(ctx, threads, q_items, dq_item, &job);
     free(job.scratch);
     mfa_cpu_kv_free(&job.kv);
     return MFA_SUCCESS;

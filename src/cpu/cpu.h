@@ -38,6 +38,7 @@ typedef struct mfa_cpu_state {
      * window forward, where each packed tile serves only ~3 query blocks. */
     void *pack_mem;
     size_t pack_bytes;
+    struct mfa_cpu_pool *pool; /* the context's worker threads (threads.c); NULL: the caller alone */
 } mfa_cpu_state_t;
 
 static inline const mfa_cpu_kernels_t *mfa_cpu_kernels(const mfa_context *ctx) {
@@ -45,11 +46,14 @@ static inline const mfa_cpu_kernels_t *mfa_cpu_kernels(const mfa_context *ctx) {
 }
 
 /* ---- threads ---- */
-/* Runs fn(arg, item, thread) for item in [0, n_items) on `threads` threads (thread ids in
- * [0, threads)), items handed out dynamically in increasing order. */
+/* Runs fn(arg, item, thread) for item in [0, n_items) on `threads` threads (the caller and
+ * ctx's workers; thread ids in [0, threads)), items handed out dynamically in increasing order. */
 typedef void (*mfa_cpu_task_fn)(void *arg, int64_t item, int thread);
+typedef struct mfa_cpu_pool mfa_cpu_pool_t;
+mfa_cpu_pool_t *mfa_cpu_pool_create(void); /* no threads yet: they start on first use */
+void mfa_cpu_pool_destroy(mfa_cpu_pool_t *pool);
 int mfa_cpu_threads_for(const mfa_context *ctx, int64_t n_items);
-void mfa_cpu_parallel_for(int threads, int64_t n_items, mfa_cpu_task_fn fn, void *arg);
+void mfa_cpu_parallel_for(mfa_context *ctx, int threads, int64_t n_items, mfa_cpu_task_fn fn, void *arg);
 
 /* ---- query blocks ---- */
 /* Work item `block` of a pass over query blocks of every (batch, q head). Items are numbered

@@ -300,8 +300,8 @@ mfa_error_t mfa_cpu_decode_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
         return mfa_set_error(ctx, MFA_ERROR_MEMORY_ALLOCATION, "cpu forward: cannot allocate %zu bytes of scratch",
                              bytes);
     job.partial = job.scratch + job.scratch_floats * (size_t)threads;
-    mfa_cpu_parallel_for(threads, items, decode_item, &job);
-    if (job.splits > 1) mfa_cpu_parallel_for(mfa_cpu_threads_for(ctx, pairs), pairs, merge_item, &job);
+    mfa_cpu_parallel_for(ctx, threads, items, decode_item, &job);
+    if (job.splits > 1) mfa_cpu_parallel_for(ctx, mfa_cpu_threads_for(ctx, pairs), pairs, merge_item, &job);
     free(job.scratch);
     return MFA_SUCCESS;
 }

@@ -358,8 +358,8 @@ mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
                              bytes);
     }
     job.partial = job.scratch + job.scratch_floats * (size_t)threads;
-    mfa_cpu_parallel_for(threads, items, fwd_item, &job);
-    if (job.splits > 1) mfa_cpu_parallel_for(mfa_cpu_threads_for(ctx, blocks), blocks, merge_item, &job);
+    mfa_cpu_parallel_for(ctx, threads, items, fwd_item, &job);
+    if (job.splits > 1) mfa_cpu_parallel_for(ctx, mfa_cpu_threads_for(ctx, blocks), blocks, merge_item, &job);
     free(job.scratch);
     mfa_cpu_kv_free(&job.kv);
     return MFA_SUCCESS;

@@ -269,7 +269,7 @@ mfa_error_t mfa_cpu_kv_pack(mfa_context *ctx, const mfa_problem_t *pr, int what,
         kv->state = (_Atomic(unsigned char) *)half;
         for (size_t t = 0; t < tiles; t++) atomic_init(&kv->state[t], TILE_IDLE);
     } else {
-        mfa_cpu_parallel_for(threads, (int64_t)tiles, pack_item, kv);
+        mfa_cpu_parallel_for(ctx, threads, (int64_t)tiles, pack_item, kv);
     }
     return MFA_SUCCESS;
 }
