@@ -35,9 +35,9 @@ static size_t score_floats(const fwd_job_t *job) {
 }
 
 static size_t fwd_scratch_floats(const fwd_job_t *job) {
-    const size_t BQ = MFA_CPU_BQ, BK = MFA_CPU_BK, Dq = (size_t)job->pr->p.head_dim_qk, Dv = (size_t)job->pr->p.head_dim_v;
+    const size_t BQ = MFA_CPU_BQ, Dq = (size_t)job->pr->p.head_dim_qk, Dv = (size_t)job->pr->p.head_dim_v;
     return BQ * Dq /* converted Q (or bf16 Q) */ + score_floats(job) /* S, then P */ + BQ * Dv /* O */ +
-           2 * BQ /* m, l */ + BQ * BK / 2 /* P in bf16 */;
+           2 * BQ /* m, l */ + score_floats(job) / 2 /* P in bf16 */;
 }
 
 static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (size_t)(pr->p.head_dim_v + 2); }
@@ -189,52 +189,81 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
  * form this drops the running max's corrections (an exp2f and a pass over the row's O whenever
  * the max moves) and the exponentials of masked scores: a band tile is about half masked, and a
  * narrow window's block is mostly band tiles. Plain scores only (no softcap or per-element
- * masks): the visible keys are then exactly the mask's key range. */
+ * masks): the visible keys are then exactly the mask's key range. With bf16 products, P is
+ * rounded to bf16 for O += P V as in attend_tile (bf16_pv), its row sums taken unrounded. */
 static void attend_wide(const fwd_job_t *job, const block_t *blk, int64_t kb_lo, int64_t kb_hi) {
     const mfa_problem_t *pr = job->pr;
     const mfa_cpu_kernels_t *k = job->k;
     const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, b = blk->b, hk = blk->hk;
-    const int64_t n = blk->n, j_base = kb_lo * BK, W = (kb_hi - kb_lo) * BK; /* S is [n][W] */
+    const int64_t n = blk->n, j_base = kb_lo * BK, W = (kb_hi - kb_lo) * BK; /* S (and pb) are [n][W] */
+    const size_t q_size = job->bf16_qk ? sizeof(uint16_t) : sizeof(float);
     int64_t band_lo[MFA_CPU_BQ], band_hi[MFA_CPU_BQ];
     for (int64_t kb = kb_lo; kb < kb_hi; kb++) { /* S = Q K^T, each tile's rows that see it */
         const tile_view_t t = tile_view(pr, blk, kb);
-        if (t.r_hi == t.r_lo) continue;
+        const int64_t m = t.r_hi - t.r_lo;
+        if (m == 0) continue;
         mfa_cpu_kv_ready(&job->kv, b, hk, kb, blk->thread);
-        const float *q = (const float *)blk->q + t.r_lo * blk->ldq;
+        const void *q = (const char *)blk->q + (size_t)(t.r_lo * blk->ldq) * q_size;
         float *S = blk->S + t.r_lo * W + (t.j0 - j_base);
-        const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb);
-        if (mfa_cpu_tile_band(pr, blk->s, blk->i0 + t.r_lo, t.r_hi - t.r_lo, t.j0, t.nk, band_lo, band_hi))
-            mfa_cpu_gemm_band_cols(k, t.r_hi - t.r_lo, t.nk, Dq, q, blk->ldq, kt, S, W, band_lo, band_hi);
-        else
-            mfa_cpu_gemm_panels(k, t.r_hi - t.r_lo, t.nk, Dq, q, blk->ldq, kt, S, W, false);
+        const bool band = mfa_cpu_tile_band(pr, blk->s, blk->i0 + t.r_lo, m, t.j0, t.nk, band_lo, band_hi);
+        if (job->bf16_qk) {
+            const uint16_t *kt = mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb);
+            if (band) mfa_cpu_gemm_bf16_band_cols(k, m, t.nk, Dq, q, blk->ldq, kt, 2 * BK, S, W, band_lo, band_hi);
+            else k->gemm_bf16(m, t.nk, Dq, q, blk->ldq, kt, 2 * BK, S, W, false);
+        } else {
+            const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb);
+            if (band) mfa_cpu_gemm_band_cols(k, m, t.nk, Dq, q, blk->ldq, kt, S, W, band_lo, band_hi);
+            else mfa_cpu_gemm_panels(k, m, t.nk, Dq, q, blk->ldq, kt, S, W, false);
+        }
     }
     const float mul = pr->scale * MFA_LOG2E;
     for (int64_t r = 0; r < n; r++) { /* P over the row's keys [lo, hi), zero around them */
         float *x = blk->S + r * W;
+        uint16_t *pb = job->bf16_pv ? blk->pb + r * W : NULL;
         int64_t lo, hi;
         mfa_key_range(pr, blk->i0 + r, blk->s->sq, blk->s->sk, &lo, &hi);
         lo = lo - j_base < 0 ? 0 : lo - j_base, hi = hi - j_base > W ? W : hi - j_base;
         blk->m[r] = -INFINITY, blk->l[r] = 0.0f;
         if (hi > lo) {
             blk->m[r] = k->max(x + lo, hi - lo) * mul;
-            blk->l[r] = k->exp2_sum(x + lo, hi - lo, mul, blk->m[r]);
+            if (pb && k->exp2_sum_bf16) {
+                blk->l[r] = k->exp2_sum_bf16(x + lo, hi - lo, mul, blk->m[r], pb + lo);
+            } else {
+                blk->l[r] = k->exp2_sum(x + lo, hi - lo, mul, blk->m[r]);
+                if (pb) k->to_bf16(pb + lo, x + lo, hi - lo);
+            }
         } else {
             lo = hi = 0;
         }
-        memset(x, 0, sizeof(float) * (size_t)lo);
-        memset(x + hi, 0, sizeof(float) * (size_t)(W - hi));
+        if (pb) {
+            memset(pb, 0, sizeof(uint16_t) * (size_t)lo);
+            memset(pb + hi, 0, sizeof(uint16_t) * (size_t)(W - hi));
+        } else {
+            memset(x, 0, sizeof(float) * (size_t)lo);
+            memset(x + hi, 0, sizeof(float) * (size_t)(W - hi));
+        }
     }
     memset(blk->o, 0, sizeof(float) * (size_t)(n * Dv));
     for (int64_t kb = kb_lo; kb < kb_hi; kb++) { /* O += P V */
         const tile_view_t t = tile_view(pr, blk, kb);
-        if (t.r_hi == t.r_lo) continue;
-        const float *P = blk->S + t.r_lo * W + (t.j0 - j_base);
-        const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb);
+        const int64_t m = t.r_hi - t.r_lo;
+        if (m == 0) continue;
         float *o = blk->o + t.r_lo * Dv;
-        if (mfa_cpu_tile_band(pr, blk->s, blk->i0 + t.r_lo, t.r_hi - t.r_lo, t.j0, t.nk, band_lo, band_hi))
-            mfa_cpu_gemm_band_keys(k, t.r_hi - t.r_lo, Dv, t.nk, P, W, v, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
-        else
-            mfa_cpu_gemm_panels(k, t.r_hi - t.r_lo, Dv, t.nk, P, W, v, o, Dv, true);
+        const bool band = mfa_cpu_tile_band(pr, blk->s, blk->i0 + t.r_lo, m, t.j0, t.nk, band_lo, band_hi);
+        if (job->bf16_pv) { /* pairs of keys: an odd last tile takes the zero P after it (W is whole tiles) */
+            const uint16_t *P = blk->pb + t.r_lo * W + (t.j0 - j_base), *vp = mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb);
+            const int64_t nk2 = (t.nk + 1) & ~(int64_t)1;
+            if (band)
+                mfa_cpu_gemm_bf16_band_keys(k, m, Dv, nk2, P, W, vp, 2 * Dv, o, Dv, band_lo, band_hi,
+                                            MFA_CPU_BAND_ROWS);
+            else
+                k->gemm_bf16(m, Dv, nk2, P, W, vp, 2 * Dv, o, Dv, true);
+        } else {
+            const float *P = blk->S + t.r_lo * W + (t.j0 - j_base);
+            const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb);
+            if (band) mfa_cpu_gemm_band_keys(k, m, Dv, t.nk, P, W, v, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
+            else mfa_cpu_gemm_panels(k, m, Dv, t.nk, P, W, v, o, Dv, true);
+        }
     }
 }
 
@@ -310,8 +339,9 @@ static void merge_item(void *arg, int64_t block, int thread) {
 
 /* A sliding window narrow enough that a block of MFA_CPU_BQ_NARROW rows sees at most
  * MFA_CPU_WIDE_TILES key tiles (its keys start anywhere in a tile: one tile more than they fill).
- * There the shorter block won (window 256 at 4096, with attend_wide: 0.977x time against 128 rows):
- * the band tiles on its two edges are then a smaller share of the tiles it visits. */
+ * There the shorter block won (window 256 at 4096, with attend_wide: 0.977x time against 128 rows
+ * in fp32, about 0.99x in bf16): the band tiles on its two edges are then a smaller share of the
+ * tiles it visits. */
 static bool narrow_window(const mfa_problem_t *pr) {
     const mfa_attention_params_t *p = &pr->p;
     if (p->mask != MFA_MASK_WINDOW || p->window_left < 0 || p->window_right < 0) return false;
@@ -326,12 +356,12 @@ mfa_error_t mfa_cpu_fwd(mfa_context *ctx, const mfa_problem_t *pr) {
     job.bf16_qk = job.k->gemm_bf16 && p->q.dtype == MFA_DTYPE_BF16 && p->k.dtype == MFA_DTYPE_BF16 &&
                   p->head_dim_qk % 2 == 0;
     job.bf16_pv = job.bf16_qk && p->v.dtype == MFA_DTYPE_BF16 && p->o.dtype != MFA_DTYPE_F32;
-    /* attend_wide: fp32 scores (the bf16 products keep to attend_tile), plain ones, and a block that
-     * may see few tiles (without a mask every block sees them all: no need for its wider scratch) */
+    /* attend_wide: plain scores, and a block that may see few tiles (without a mask every block
+     * sees them all: no need for its wider scratch) */
     const int64_t k_tiles = (pr->max_seqlen_kv + MFA_CPU_BK - 1) / MFA_CPU_BK;
-    job.wide = !job.bf16_qk && p->softcap == 0 && !p->block_mask && !p->attn_mask.data &&
+    job.wide = p->softcap == 0 && !p->block_mask && !p->attn_mask.data &&
                (p->mask != MFA_MASK_NONE || k_tiles <= MFA_CPU_WIDE_TILES);
-    if (job.wide && narrow_window(pr)) job.bq = MFA_CPU_BQ_NARROW; /* (bf16 with 64 rows: 1.02-1.04x time) */
+    if (job.wide && narrow_window(pr)) job.bq = MFA_CPU_BQ_NARROW;
     job.q_blocks = (pr->max_seqlen_q + job.bq - 1) / job.bq;
     const int64_t blocks = pr->p.batch * pr->p.heads_q * job.q_blocks;
     if (blocks == 0) return MFA_SUCCESS;

@@ -4,8 +4,9 @@
  * destroyed. Starting and joining a thread per call cost about 33 us each time on the 2-core
  * Zen 5 (the worker then joins late); a backward runs three passes and a decode two, so short
  * calls paid it two or three times. Between jobs a worker spins on the job counter for a short
- * while (MFA_CPU_SPIN_NS: back-to-back passes of one call, and a caller's next call, find it
- * awake) and then sleeps on a condition variable, so an idle context costs no CPU.
+ * while (100 us, or MFA_CPU_SPIN_US from the environment at the context's creation: back-to-back
+ * passes of one call, and a caller's next call, find it awake) and then sleeps on a condition
+ * variable, so an idle context costs no CPU.
  *
  * If a thread cannot be started, the threads that exist (at least the caller) take every item,
  * so no work is lost. A process that forks gets none of the parent's threads: the pool notices
@@ -21,7 +22,7 @@
 #include "cpu.h"
 
 enum { MFA_CPU_MAX_WORKERS = 255 }; /* threads besides the caller */
-#define MFA_CPU_SPIN_NS 100000       /* how long a thread spins for a job (or its end) before it sleeps */
+#define MFA_CPU_SPIN_US 100          /* how long a thread spins for a job (or its end) before it sleeps */
 
 typedef struct {
     struct mfa_cpu_pool *pool;
@@ -33,6 +34,7 @@ struct mfa_cpu_pool {
     pthread_cond_t wake; /* a new job, or stop */
     pthread_cond_t done; /* the last worker of a job left it */
     pid_t pid;           /* the process whose threads these are */
+    int64_t spin_ns;     /* a thread's spin before it sleeps */
     int workers;         /* started: thread ids 1..workers */
     bool stop;
     pthread_t tid[MFA_CPU_MAX_WORKERS];
@@ -63,7 +65,7 @@ static int64_t now_ns(void) {
 
 /* Waits until the generation moves past `seen` (or stop): spinning first, then asleep. */
 static void next_job(mfa_cpu_pool_t *pool, unsigned long seen) {
-    const int64_t until = now_ns() + MFA_CPU_SPIN_NS;
+    const int64_t until = now_ns() + pool->spin_ns;
     for (unsigned spins = 1;; spins++) {
         if (atomic_load_explicit(&pool->generation, memory_order_acquire) != seen) return;
         if (spins % 256 == 0 && now_ns() > until) break;
@@ -115,7 +117,14 @@ static void pool_reset(mfa_cpu_pool_t *pool) {
 
 mfa_cpu_pool_t *mfa_cpu_pool_create(void) {
     mfa_cpu_pool_t *pool = malloc(sizeof *pool);
-    if (pool) pool_reset(pool);
+    if (!pool) return NULL;
+    pool_reset(pool);
+    /* MFA_CPU_SPIN_US: 0 sleeps at once (A/B timing of two libraries in one process, whose
+     * spinning workers would take each other's cores); a malformed value keeps the default */
+    const char *env = getenv("MFA_CPU_SPIN_US");
+    char *end = NULL;
+    const long us = env ? strtol(env, &end, 10) : -1;
+    pool->spin_ns = (env && *env && !*end && us >= 0 && us <= 1000000 ? us : MFA_CPU_SPIN_US) * (int64_t)1000;
     return pool;
 }
 
@@ -170,7 +179,7 @@ void mfa_cpu_parallel_for(mfa_context *ctx, int threads, int64_t n_items, mfa_cp
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     drain(pool, 0);
-    const int64_t until = now_ns() + MFA_CPU_SPIN_NS; /* the others' last items: usually short */
+    const int64_t until = now_ns() + pool->spin_ns; /* the others' last items: usually short */
     for (unsigned spins = 1; atomic_load_explicit(&pool->busy, memory_order_acquire) > 0; spins++) {
         if (spins % 256 == 0 && now_ns() > until) {
             pthread_mutex_lock(&pool->lock);

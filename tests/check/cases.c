@@ -150,6 +150,12 @@ const mfa_check_case_t mfa_check_cases[] = {
     {"f16_in_bf16_out", SHAPE(1, 63, 63, 2, 2, 32, 32), .in_dtype = F16, .out_dtype = BF16},
     {"bf16_s1000_causal", SHAPE(1, 1000, 1000, 1, 1, 64, 64), .in_dtype = BF16, .out_dtype = BF16,
      CAUSAL},
+    /* 16-bit sliding windows outside the decode path: rows whose keys start past a tile's first
+     * (the cpu forward takes a narrow window's tiles all at once, P rounded to bf16 from there),
+     * two-sided with GQA; and bf16 products with an fp32 output (P stays fp32) */
+    {"bf16_window_100_20_d128_gqa2", SHAPE(1, 600, 600, 4, 2, 128, 128), .in_dtype = BF16, .out_dtype = BF16,
+     WINDOW(100, 20), LSE},
+    {"bf16_in_f32_out_window_64_0", SHAPE(2, 300, 300, 2, 2, 64, 64), .in_dtype = BF16, WINDOW(64, 0)},
     /* 16-bit d128 forwards with several query tiles (before these the table had d128 16-bit
      * forwards only in decode shapes), GQA, causal; and varlen, whose shorter sequences leave the
      * Hopper forward's grid with padding tiles */
