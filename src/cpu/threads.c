@@ -4,7 +4,7 @@
  * destroyed. Starting and joining a thread per call cost about 33 us each time on the 2-core
  * Zen 5 (the worker then joins late); a backward runs three passes and a decode two, so short
  * calls paid it two or three times. Between jobs a worker spins on the job counter for a short
- * while (100 us, or MFA_CPU_SPIN_US from the environment at the context's creation: back-to-back
+ * while (20 us, or MFA_CPU_SPIN_US from the environment at the context's creation: back-to-back
  * passes of one call, and a caller's next call, find it awake) and then sleeps on a condition
  * variable, so an idle context costs no CPU.
  *
@@ -22,7 +22,7 @@
 #include "cpu.h"
 
 enum { MFA_CPU_MAX_WORKERS = 255 }; /* threads besides the caller */
-#define MFA_CPU_SPIN_US 100          /* how long a thread spins for a job (or its end) before it sleeps */
+#define MFA_CPU_SPIN_US 20           /* how long a thread spins for a job (or its end) before it sleeps */
 
 typedef struct {
     struct mfa_cpu_pool *pool;
