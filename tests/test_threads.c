@@ -5,14 +5,19 @@
  *   forward's items are independent, so which thread ran which must not show.
  * - A process that forks after the workers started gets a context that still works in the
  *   child (the parent's threads do not exist there; the pool starts its own), bitwise the same.
+ * - A signal sent to the process while the caller blocks it waits for the caller: no worker
+ *   takes it (they block every signal), so the program's handler runs where it expects.
  * - Destroying a context joins its workers: after 20 contexts made, used and destroyed, the
  *   process has its one thread again (read from /proc where there is one).
  * Every run's output is poisoned first. */
+#define _POSIX_C_SOURCE 200809L /* sigset_t, pthread_sigmask, kill, nanosleep under -std=c11 */
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +81,33 @@ static int same(const char *what, const float *a, const float *b, int64_t seq) {
     return 1;
 }
 
+static pthread_t handled_on;
+static volatile sig_atomic_t handled;
+static void on_usr1(int sig) {
+    (void)sig;
+    handled_on = pthread_self();
+    handled++;
+}
+
+/* SIGUSR1 sent to the process while this thread blocks it: with the workers blocking every
+ * signal it can only wait for this thread; a worker that took it would run the handler at once. */
+static int signal_waits_for_caller(void) {
+    signal(SIGUSR1, on_usr1);
+    sigset_t usr1, old;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &usr1, &old);
+    handled = 0;
+    kill(getpid(), SIGUSR1);
+    nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+    const int early = handled; /* taken by another thread meanwhile */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    signal(SIGUSR1, SIG_DFL);
+    if (!early && handled == 1 && pthread_equal(handled_on, pthread_self())) return 0;
+    printf("FAIL: a signal for the process ran its handler on %s\n", early ? "a worker" : "no thread, or twice");
+    return 1;
+}
+
 /* The process's thread count from /proc, or -1 where it cannot be read. */
 static int process_threads(void) {
     FILE *f = fopen("/proc/self/status", "r");
@@ -102,6 +134,8 @@ int main(void) {
         failures += same("large call, 4 threads", l, large_ref, large.seq);
         free(s), free(l);
     }
+
+    failures += signal_waits_for_caller(); /* the 4-thread context's workers exist now */
 
     /* fork after the workers started: the child must finish (an alarm ends it otherwise) */
     fflush(stdout);
@@ -145,6 +179,6 @@ int main(void) {
     free(small_ref), free(large_ref);
     release(&small), release(&large);
     if (failures) return printf("%d failure(s)\n", failures), 1;
-    printf("threads: sizes alternating, a fork, 20 contexts: all bitwise equal, threads joined\n");
+    printf("threads: sizes alternating, a fork, 20 contexts: all bitwise equal; signals left to the caller; threads joined\n");
     return 0;
 }

@@ -14,6 +14,7 @@
  * OpenMP runtime (PyTorch) cannot clash with ours. A context serves one call at a time, so one
  * job runs at a time. */
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -148,12 +149,18 @@ void mfa_cpu_pool_destroy(mfa_cpu_pool_t *pool) {
 static void pool_grow(mfa_cpu_pool_t *pool, int want) {
     if (pool->pid != getpid()) pool_reset(pool); /* forked: the parent's threads are not ours */
     if (want > MFA_CPU_MAX_WORKERS) want = MFA_CPU_MAX_WORKERS;
+    /* workers block every signal (they inherit the mask at creation): a process's signals go to
+     * its own threads (Python's handler, a server's SIGTERM), never to a thread of ours */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     while (pool->workers < want) {
         worker_t *w = &pool->args[pool->workers];
         *w = (worker_t){.pool = pool, .thread = pool->workers + 1};
-        if (pthread_create(&pool->tid[pool->workers], NULL, worker_main, w) != 0) return;
+        if (pthread_create(&pool->tid[pool->workers], NULL, worker_main, w) != 0) break;
         pool->workers++;
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 int mfa_cpu_threads_for(const mfa_context *ctx, int64_t n_items) {
