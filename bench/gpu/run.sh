@@ -55,7 +55,11 @@ for step in $steps; do
     # plain two-blocks-an-SM loop, and the table's sequences are all short)
     MFA_CUDA_SHORT_WALK=0 ./$B/mfa check --backend cuda >"$OUT/check-long.log" 2>&1
     echo "MFA_CUDA_SHORT_WALK=0 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-long.log")" | tee -a "$OUT/summary.txt"
-    grep -E "FAIL|SKIP" "$OUT/check.log" "$OUT/check-mma.log" "$OUT/check-chunks.log" "$OUT/check-long.log" | head -20
+    # and with the Hopper forward's producer copying K/V by cp.async instead of the TMA unit
+    MFA_CUDA_TMA=0 ./$B/mfa check --backend cuda >"$OUT/check-notma.log" 2>&1
+    echo "MFA_CUDA_TMA=0 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-notma.log")" | tee -a "$OUT/summary.txt"
+    grep -E "FAIL|SKIP" "$OUT/check.log" "$OUT/check-mma.log" "$OUT/check-chunks.log" "$OUT/check-long.log" \
+      "$OUT/check-notma.log" | head -20
     grep -A6 "FAIL" "$OUT/check.log" | head -60
     MFA_TEST_BACKEND=cuda ctest --test-dir $B -R test_cases >"$OUT/ctest.log" 2>&1
     echo "ctest (MFA_TEST_BACKEND=cuda): $(grep -E 'tests passed|tests failed' "$OUT/ctest.log")" | tee -a "$OUT/summary.txt"

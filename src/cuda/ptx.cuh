@@ -107,6 +107,25 @@ __device__ __forceinline__ void cp_async_mbar_arrive(uint32_t bar) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 #endif
 }
+/* This thread's arrival on the mbarrier, telling it to wait besides for `bytes` of transfers that
+ * will complete on it (the tensor copies below); one of the `count` arrivals. */
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+#endif
+}
+/* A box of a 4-d tensor (its tensor map `map`, a __grid_constant__ parameter) copied by the TMA
+ * unit into shared memory at dst in the map's layout (the 128-byte swizzle: ptx.cuh's pnl panels);
+ * element coordinates c0 (innermost) .. c3, out-of-bounds elements zero; the bytes complete on
+ * mbarrier `bar`. */
+__device__ __forceinline__ void tma_load_4d(uint32_t dst, const void *map, int c0, int c1, int c2, int c3, uint32_t bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, "
+                 "%4, %5}], [%6];\n" ::"r"(dst),
+                 "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+                 : "memory");
+#endif
+}
 /* Named barrier `id` (1..15; 0 is __syncthreads'): waits until `n` threads (a multiple of 32)
  * have reached it, so a subset of the block's warps can meet without the others. */
 __device__ __forceinline__ void bar_sync(uint32_t id, uint32_t n) {

@@ -12,7 +12,8 @@
  * (tile-sizes.h), one loop:
  *   PRODUCER: a third warpgroup loads Q, then K_j and V_j into two slots each, with mbarriers
  *     between it and the two that compute, which take turns to issue, so one's products run
- *     under the other's softmax.
+ *     under the other's softmax. One of its threads has the TMA unit copy each tile (tensor
+ *     maps, `Maps`) where the layout allows; otherwise all 128 issue cp.async copies.
  *   plain: all threads load tile j + 1 into the third of three stages while tile j computes,
  *     one block-wide barrier a tile, and two blocks share an SM instead (d64 on short walks).
  * Everything else (masks, softcap, dense bias, GQA, varlen, LSE, outputs) is fwd.cuh's, through
@@ -21,10 +22,13 @@
 #ifndef MFA_CUDA_FWD_SM90_CUH
 #define MFA_CUDA_FWD_SM90_CUH
 
+#include <cuda.h> /* CUtensorMap (the driver's encoder is fetched at run time: no -lcuda) */
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 #include "../ptx.cuh"
 #include "../tile-sizes.h"
@@ -34,6 +38,23 @@
 #include "tile.cuh"
 
 namespace mfa_fwd90 {
+
+/* Tensor maps of Q, K and V for the producer form's loads by the TMA unit (tma = 1): one thread
+ * issues a tile's copies, where 128 threads issued 16-byte cp.async copies. A map's dimensions
+ * are (head dim, then sequence, head and batch in increasing stride: `seq`, `head`, `batch` say
+ * where each went, 1..3); the box is 64 columns (one 128-byte swizzled panel) by a tile's rows. */
+struct Maps {
+    CUtensorMap q, k, v;
+    int tma;
+    int seq, head, batch;
+};
+
+/* The four coordinates of (column c, row, head, batch) in a map of that order */
+__device__ __forceinline__ void map_coords(const Maps &m, int c, int row, int head, int batch, int (&x)[4]) {
+    x[0] = c;
+#pragma unroll
+    for (int d = 1; d < 4; d++) x[d] = d == m.seq ? row : d == m.head ? head : batch;
+}
 
 template <typename T, int D, bool SHORT> struct Fwd90 {
     using Tile = Fwd90Tile<D, SHORT>;
@@ -57,7 +78,7 @@ template <typename T, int D, bool SHORT> struct Fwd90 {
 };
 
 template <typename T, int D, bool SHORT>
-__global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D, SHORT>::MINB) fwd90_kernel(const __grid_constant__ Args a) {
+__global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D, SHORT>::MINB) fwd90_kernel(const __grid_constant__ Args a, const __grid_constant__ Maps maps) {
 #if MFA_HAS_WGMMA
     using K = Fwd90<T, D, SHORT>;
     constexpr int BR = K::BR, BC = K::BC, THREADS = K::THREADS, NT = K::NT, DT = K::DT, KQ = K::KQ, KV = K::KV;
@@ -130,14 +151,39 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D,
         /* The producer warpgroup loads Q once, then K and V tile by tile, each into the slot the
          * computing warpgroups last released; a tile's arrival is an mbarrier phase, K and V
          * separately (K_j is read a step before V_j). */
+        const uint32_t arrivals = maps.tma ? 1 : LOADERS; /* TMA: one expect_tx, the bytes do the rest */
         if (threadIdx.x == 0) {
-            mbar_init(bars, LOADERS);
+            mbar_init(bars, arrivals);
             for (int sl = 0; sl < 2; sl++) {
-                mbar_init(k_full(sl), LOADERS), mbar_init(v_full(sl), LOADERS);
+                mbar_init(k_full(sl), arrivals), mbar_init(v_full(sl), arrivals);
                 mbar_init(k_empty(sl), THREADS), mbar_init(v_empty(sl), THREADS);
             }
         }
         __syncthreads();
+        if (wg == 2 && maps.tma) {
+            regs_dec<K::LOAD_REGS>();
+            if (tid != 0) return;
+            /* a tile of `rows` rows from map m: D / 64 panels of rows x 128 bytes */
+            auto tma_tile = [&](const CUtensorMap &m, uint32_t at, int rows, int64_t row0, int64_t head, uint32_t bar) {
+                mbar_expect_tx(bar, (uint32_t)(rows * D * 2));
+#pragma unroll
+                for (int p = 0; p < D / 64; p++) {
+                    int x[4];
+                    map_coords(maps, p * 64, (int)row0, (int)head, (int)s.tb, x);
+                    tma_load_4d(at + p * rows * 128, &m, x[0], x[1], x[2], x[3], bar);
+                }
+            };
+            tma_tile(maps.q, sQ, BR, s.q0 + i0, h, bars);
+            for (int n = 0; n < n_tiles; n++) {
+                const int sl = n & 1, ph = ((n >> 1) & 1) ^ 1; /* slot sl's previous tile released */
+                const int64_t j0 = (j + n) * BC;
+                mbar_wait(k_empty(sl), ph);
+                tma_tile(maps.k, stage(n), BC, s.k0 + j0, hk, k_full(sl));
+                mbar_wait(v_empty(sl), ph);
+                tma_tile(maps.v, stage(n) + K::T_BYTES, BC, s.k0 + j0, hk, v_full(sl));
+            }
+            return;
+        }
         if (wg == 2) {
             regs_dec<K::LOAD_REGS>();
             load_tile<T, D, BR, LOADERS, true>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data, tid);
@@ -302,10 +348,93 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT>::BLOCK_THREADS, Fwd90<T, D,
 #endif
 }
 
+/* The driver's cuTensorMapEncodeTiled, fetched once through the runtime (NULL: none) */
+typedef CUresult (*EncodeTiled)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+static inline EncodeTiled encode_tiled() {
+    static const EncodeTiled fn = [] {
+        void *f = nullptr;
+        cudaDriverEntryPointQueryResult found;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &found) !=
+                cudaSuccess ||
+            found != cudaDriverEntryPointSuccess)
+            f = nullptr;
+        return (EncodeTiled)f;
+    }();
+    return fn;
+}
+
+/* MFA_CUDA_TMA=0 keeps the producer's cp.async copies (for comparisons and the tests) */
+static inline bool tma_wanted() {
+    static const bool on = [] {
+        const char *e = getenv("MFA_CUDA_TMA");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
+
+/* The map of a [batch][seq][head][dim]-indexed 16-bit tensor t (any strides: dims 1..3 are
+ * ordered by stride, as the encoder wants them growing), `rows` rows a box. False where TMA cannot
+ * take it: a dim not contiguous, a stride or the address not a multiple of 16 bytes, or sizes
+ * past its limits; `order` gets where seq, head and batch went. */
+template <typename T>
+static bool encode_map(CUtensorMap *m, const mfa_cuda_tensor_t &t, int64_t seq, int64_t heads, int64_t batch,
+                       int64_t dim, int rows, int (&order)[3]) {
+    const EncodeTiled encode = encode_tiled();
+    if (!encode || t.stride[3] != 1 || (uintptr_t)t.data % 16 || dim % 64) return false;
+    /* (size, stride in bytes) of seq, head, batch; a dim of size 1 gets a stride after the others */
+    int64_t size[3] = {seq, heads, batch}, stride[3] = {t.stride[1] * 2, t.stride[2] * 2, t.stride[0] * 2};
+    int64_t top = dim * 2;
+    for (int i = 0; i < 3; i++)
+        if (size[i] > 1) top = std::max(top, stride[i] * size[i]);
+    for (int i = 0; i < 3; i++) {
+        if (size[i] == 1) stride[i] = top, top *= 2;
+        if (stride[i] <= 0 || stride[i] % 16 || stride[i] >= ((int64_t)1 << 40)) return false;
+    }
+    int idx[3] = {0, 1, 2};
+    std::sort(idx, idx + 3, [&](int x, int y) { return stride[x] < stride[y]; });
+    cuuint64_t gdim[4] = {(cuuint64_t)dim}, gstride[3];
+    cuuint32_t box[4] = {64, 1, 1, 1}, estride[4] = {1, 1, 1, 1};
+    for (int d = 0; d < 3; d++) {
+        gdim[d + 1] = (cuuint64_t)size[idx[d]], gstride[d] = (cuuint64_t)stride[idx[d]];
+        order[idx[d]] = d + 1;
+        if (idx[d] == 0) box[d + 1] = (cuuint32_t)rows;
+    }
+    const CUtensorMapDataType type =
+        std::is_same<T, __half>::value ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    return encode(m, type, 4, t.data, gdim, gstride, box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                  CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* The maps of a producer-form launch, where TMA can serve every load: fixed-length sequences (a
+ * varlen tile would read the next sequence's rows where cp.async zero-fills), head dims that are
+ * the instantiated D, and Q, K, V alike in their order of strides. */
+template <typename T, int D> static void tma_maps(const Args &a, int br, int bc, Maps &m) {
+    if (!tma_wanted() || a.varlen || a.head_dim_qk != D || a.head_dim_v != D) return;
+    int oq[3], ok[3], ov[3];
+    if (!encode_map<T>(&m.q, a.q, a.seqlen_q, a.heads_q, a.batch, D, br, oq) ||
+        !encode_map<T>(&m.k, a.k, a.seqlen_kv, a.heads_kv, a.batch, D, bc, ok) ||
+        !encode_map<T>(&m.v, a.v, a.seqlen_kv, a.heads_kv, a.batch, D, bc, ov))
+        return;
+    for (int i = 0; i < 3; i++)
+        if (oq[i] != ok[i] || ok[i] != ov[i]) return;
+    m.seq = oq[0], m.head = oq[1], m.batch = oq[2], m.tma = 1;
+}
+
 template <typename T, int D, bool SHORT> cudaError_t launch_form(const Args &a, cudaStream_t stream) {
     using K = Fwd90<T, D, SHORT>;
-    return mfa_launch((const void *)fwd90_kernel<T, D, SHORT>, a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR),
-                      K::BLOCK_THREADS, K::SMEM, a, stream);
+    const void *fn = (const void *)fwd90_kernel<T, D, SHORT>;
+    const int64_t blocks = a.batch * a.heads_q * ((a.max_sq + K::BR - 1) / K::BR);
+    if (blocks == 0) return cudaSuccess;
+    Maps maps;
+    memset(&maps, 0, sizeof maps);
+    if constexpr (K::PRODUCER) tma_maps<T, D>(a, K::BR, K::BC, maps);
+    cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)K::SMEM);
+    if (e != cudaSuccess) return e;
+    void *args[] = {(void *)&a, (void *)&maps};
+    return cudaLaunchKernel(fn, dim3((unsigned)blocks), dim3(K::BLOCK_THREADS), args, K::SMEM, stream);
 }
 
 /* The keys a query tile walks at most: the whole sequence, or a two-sided window's width */
