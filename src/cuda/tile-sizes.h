@@ -36,7 +36,9 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * PRODUCER form: a third warpgroup loads K, V into two slots (mbarriers; setmaxnreg 240 / 240 /
  * 24), the two that compute never meet at a barrier and issue in turns, each tile's softmax
  * under the last tile's P V (FlashAttention-3's order). BC = 128 at d64 / d128 (160 KiB at
- * d128), 64 at d256 (32 + 128 accumulators, 192 KiB); one block an SM. H100, same run: the
+ * d128), 80 at d256 (40 + 128 accumulators, 224 KiB; ptxas: 16 bytes of spill); one block an
+ * SM. d256 had 64 (192 KiB) until the thirteenth session: 80 took it 1.04-1.07x the throughput at
+ * S = 16k, 1.05x at 4k, 1.04x at 1k (causal 1.00-1.04x; H100, alternated). H100, same run: the
  * producer took d128 fwd from 1.14-1.40x to 1.27-1.60x FA2, d256 1.29-1.68x -> 1.43-1.94x; the
  * turns and overlap d128 a further 6-9 % (1.31-1.62x -> 1.43-1.73x), d256 within 2 %.
  * SHORT: the form used where a query tile walks few keys (HAS_SHORT, below SHORT_SPAN keys):
@@ -58,7 +60,7 @@ template <> struct Fwd90Tile<128> {
     static constexpr bool PRODUCER = true, HAS_SHORT = false;
 };
 template <> struct Fwd90Tile<256> {
-    static constexpr int BR = 128, BC = 64, MINB = 1, SHORT_SPAN = 0;
+    static constexpr int BR = 128, BC = 80, MINB = 1, SHORT_SPAN = 0;
     static constexpr bool PRODUCER = true, HAS_SHORT = false;
 };
 
