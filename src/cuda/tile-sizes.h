@@ -35,8 +35,9 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * S (BC / 2 a thread), O (D / 2) and P (BC / 4 packed, in flight during the next tile's S).
  * PRODUCER form: a third warpgroup loads K, V into two slots (mbarriers; setmaxnreg 240 / 240 /
  * 24), the two that compute never meet at a barrier and issue in turns, each tile's softmax
- * under the last tile's P V (FlashAttention-3's order). BC = 128 at d64 / d128 (160 KiB at
- * d128), 80 at d256 (40 + 128 accumulators, 224 KiB; ptxas: 16 bytes of spill); one block an
+ * under the last tile's P V (FlashAttention-3's order). BC = 192 at d64 (112 KiB; 128 until the
+ * thirteenth session: 192 took long walks 1.05-1.07x the throughput, ptxas 24 bytes of spill),
+ * 128 at d128 (160 KiB), 80 at d256 (40 + 128 accumulators, 224 KiB; ptxas: 16 bytes of spill); one block an
  * SM. d256 had 64 (192 KiB) until the thirteenth session: 80 took it 1.04-1.07x the throughput at
  * S = 16k, 1.05x at 4k, 1.04x at 1k (causal 1.00-1.04x; H100, alternated). H100, same run: the
  * producer took d128 fwd from 1.14-1.40x to 1.27-1.60x FA2, d256 1.29-1.68x -> 1.43-1.94x; the
@@ -48,7 +49,7 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * S = 16k 370 vs 408. */
 template <int D, bool SHORT = false> struct Fwd90Tile;
 template <> struct Fwd90Tile<64> {
-    static constexpr int BR = 128, BC = 128, MINB = 1, SHORT_SPAN = 2048;
+    static constexpr int BR = 128, BC = 192, MINB = 1, SHORT_SPAN = 2048;
     static constexpr bool PRODUCER = true, HAS_SHORT = true;
 };
 template <> struct Fwd90Tile<64, true> {
