@@ -51,6 +51,7 @@ static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (siz
 typedef struct {
     const void *kt, *v;       /* the GEMMs' B operands: fp32 panels, or bf16 pairs */
     size_t kt_bytes, v_bytes; /* 0: nothing to prefetch */
+    size_t kt_step, v_step;   /* 64-byte lines a softmax row (next_tile_parts) */
     bool unpacked;            /* lazy packing: the tile's source rows instead (src) */
     mfa_cpu_kv_source_t src;
 } next_tile_t;
@@ -78,9 +79,11 @@ static next_tile_t next_tile(const fwd_job_t *job, int64_t b, int64_t hk, int64_
     return next;
 }
 
-static void prefetch_part(const void *p, size_t bytes, int64_t part, int64_t parts) {
-    const size_t line = 64, lines = (bytes + line - 1) / line;
-    const size_t lo = lines * (size_t)part / (size_t)parts, hi = lines * (size_t)(part + 1) / (size_t)parts;
+/* Lines [part * step, (part + 1) * step) of the bytes at p (step: lines a part, rounded up; the
+ * hook runs once a row, so no division there) */
+static void prefetch_part(const void *p, size_t bytes, int64_t part, size_t step) {
+    const size_t line = 64, lines = (bytes + line - 1) / line, lo = (size_t)part * step;
+    const size_t hi = lo + step < lines ? lo + step : lines;
     for (size_t i = lo; i < hi; i++) __builtin_prefetch((const char *)p + i * line, 0, 2);
 }
 
@@ -102,8 +105,9 @@ static void prefetch_row(void *arg, int64_t r, int64_t n) {
         prefetch_rows(src->v, src->v_step, src->v_bytes, lo, hi);
         return;
     }
-    prefetch_part(next->kt, next->kt_bytes, r, n);
-    prefetch_part(next->v, next->v_bytes, r, n);
+    (void)n;
+    prefetch_part(next->kt, next->kt_bytes, r, next->kt_step);
+    prefetch_part(next->v, next->v_bytes, r, next->v_step);
 }
 
 /* One query block's operands and running state: rows [i0, i0 + n) of (batch b, q head h). */
@@ -162,6 +166,8 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     const float mul = mfa_cpu_finish_scores(pr, b, blk->h, blk->s, i0, n, j0, nk, S, BK, NULL);
 
     next_tile_t next = prefetch >= 0 ? next_tile(job, b, hk, prefetch) : (next_tile_t){0};
+    next.kt_step = ((next.kt_bytes + 63) / 64 + (size_t)n - 1) / (size_t)n;
+    next.v_step = ((next.v_bytes + 63) / 64 + (size_t)n - 1) / (size_t)n;
     uint16_t *pb = job->bf16_pv ? blk->pb + r_lo * BK : NULL;
     mfa_cpu_softmax_step(k, S, BK, n, nk, mul, m, l, o, Dv, Dv, pb, next.kt || next.unpacked ? prefetch_row : NULL,
                          &next);
