@@ -51,12 +51,13 @@ static size_t partial_floats(const mfa_problem_t *pr) { return MFA_CPU_BQ * (siz
 typedef struct {
     const void *kt, *v;       /* the GEMMs' B operands: fp32 panels, or bf16 pairs */
     size_t kt_bytes, v_bytes; /* 0: nothing to prefetch */
-    size_t kt_step, v_step;   /* 64-byte lines a softmax row (next_tile_parts) */
+    size_t kt_step, v_step;   /* 64-byte lines a softmax row */
     bool unpacked;            /* lazy packing: the tile's source rows instead (src) */
     mfa_cpu_kv_source_t src;
 } next_tile_t;
 
-static next_tile_t next_tile(const fwd_job_t *job, int64_t b, int64_t hk, int64_t kb) {
+/* (rows: the softmax rows its parts go with) */
+static next_tile_t next_tile(const fwd_job_t *job, int64_t b, int64_t hk, int64_t kb, int64_t rows) {
     const mfa_problem_t *pr = job->pr;
     const size_t BK = MFA_CPU_BK, Dq = (size_t)pr->p.head_dim_qk, Dv = (size_t)pr->p.head_dim_v;
     next_tile_t next = {0};
@@ -76,6 +77,8 @@ static next_tile_t next_tile(const fwd_job_t *job, int64_t b, int64_t hk, int64_
         const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb);
         next.v = v.data, next.v_bytes = sizeof(float) * (size_t)(v.rows * v.cols);
     }
+    next.kt_step = ((next.kt_bytes + 63) / 64 + (size_t)rows - 1) / (size_t)rows;
+    next.v_step = ((next.v_bytes + 63) / 64 + (size_t)rows - 1) / (size_t)rows;
     return next;
 }
 
@@ -135,13 +138,52 @@ static tile_view_t tile_view(const mfa_problem_t *pr, const block_t *blk, int64_
     return t;
 }
 
+/* S [n][ldS] = Q K^T of key tile kb (nk keys) for the n query rows at q (blk->ldq apart): the
+ * bf16 products with bf16_qk, else fp32; a tile on the mask's edge (band) at panel granularity,
+ * row r's columns [lo[r], hi[r]). */
+static void tile_scores(const fwd_job_t *job, const block_t *blk, int64_t kb, int64_t n, int64_t nk, const void *q,
+                        float *S, int64_t ldS, bool band, const int64_t *lo, const int64_t *hi) {
+    const mfa_problem_t *pr = job->pr;
+    const mfa_cpu_kernels_t *k = job->k;
+    const int64_t Dq = pr->p.head_dim_qk, BK = MFA_CPU_BK;
+    if (job->bf16_qk) {
+        const uint16_t *kt = mfa_cpu_kv_kt_pairs(pr, &job->kv, blk->b, blk->hk, kb);
+        if (band) mfa_cpu_gemm_bf16_band_cols(k, n, nk, Dq, q, blk->ldq, kt, 2 * BK, S, ldS, lo, hi);
+        else k->gemm_bf16(n, nk, Dq, q, blk->ldq, kt, 2 * BK, S, ldS, false);
+    } else {
+        const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, blk->b, blk->hk, kb);
+        if (band) mfa_cpu_gemm_band_cols(k, n, nk, Dq, q, blk->ldq, kt, S, ldS, lo, hi);
+        else mfa_cpu_gemm_panels(k, n, nk, Dq, q, blk->ldq, kt, S, ldS, false);
+    }
+}
+
+/* o [n][Dv] += P V of key tile kb (nk keys): P the fp32 rows at P, or with bf16_pv the bf16 rows
+ * at pb, ldp apart; bf16 P is taken in pairs of keys, so an odd tile's P must hold a zero after
+ * its last key. Band tiles by groups of rows, each over the keys they see. */
+static void tile_pv(const fwd_job_t *job, const block_t *blk, int64_t kb, int64_t n, int64_t nk, const float *P,
+                    const uint16_t *pb, int64_t ldp, float *o, bool band, const int64_t *lo, const int64_t *hi) {
+    const mfa_problem_t *pr = job->pr;
+    const mfa_cpu_kernels_t *k = job->k;
+    const int64_t Dv = pr->p.head_dim_v;
+    if (job->bf16_pv) {
+        const int64_t nk2 = (nk + 1) & ~(int64_t)1;
+        const uint16_t *vp = mfa_cpu_kv_v_pairs(pr, &job->kv, blk->b, blk->hk, kb);
+        if (band) mfa_cpu_gemm_bf16_band_keys(k, n, Dv, nk2, pb, ldp, vp, 2 * Dv, o, Dv, lo, hi, MFA_CPU_BAND_ROWS);
+        else k->gemm_bf16(n, Dv, nk2, pb, ldp, vp, 2 * Dv, o, Dv, true);
+    } else {
+        const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(pr, &job->kv, blk->b, blk->hk, kb);
+        if (band) mfa_cpu_gemm_band_keys(k, n, Dv, nk, P, ldp, v, o, Dv, lo, hi, MFA_CPU_BAND_ROWS);
+        else mfa_cpu_gemm_panels(k, n, Dv, nk, P, ldp, v, o, Dv, true);
+    }
+}
+
 /* Key tile kb against the rows of the block that see any of its keys (the others keep their
  * state): S = Q K^T, the online softmax step, O = O * alpha + P V. `prefetch`: the next key
  * tile to start loading, or -1. */
 static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, int64_t prefetch) {
     const mfa_problem_t *pr = job->pr;
     const mfa_cpu_kernels_t *k = job->k;
-    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, b = blk->b, hk = blk->hk;
+    const int64_t Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, b = blk->b, hk = blk->hk;
     const tile_view_t t = tile_view(pr, blk, kb);
     const int64_t j0 = t.j0, nk = t.nk, r_lo = t.r_lo, n = t.r_hi - t.r_lo, i0 = blk->i0 + r_lo;
     if (n == 0 || !mfa_cpu_block_tile_kept(pr, b, blk->h, i0, n, j0, nk)) return;
@@ -153,40 +195,16 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
     /* a tile on the mask's edge: per row, the columns it sees */
     int64_t band_lo[MFA_CPU_BQ], band_hi[MFA_CPU_BQ];
     const bool band = mfa_cpu_tile_band(pr, blk->s, i0, n, j0, nk, band_lo, band_hi);
-    if (job->bf16_qk && band)
-        mfa_cpu_gemm_bf16_band_cols(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb), 2 * BK, S,
-                                    BK, band_lo, band_hi);
-    else if (job->bf16_qk)
-        k->gemm_bf16(n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb), 2 * BK, S, BK, false);
-    else if (band)
-        mfa_cpu_gemm_band_cols(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), S, BK, band_lo,
-                               band_hi);
-    else
-        mfa_cpu_gemm_panels(k, n, nk, Dq, q, blk->ldq, mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb), S, BK, false);
+    tile_scores(job, blk, kb, n, nk, q, S, BK, band, band_lo, band_hi);
     const float mul = mfa_cpu_finish_scores(pr, b, blk->h, blk->s, i0, n, j0, nk, S, BK, NULL);
 
-    next_tile_t next = prefetch >= 0 ? next_tile(job, b, hk, prefetch) : (next_tile_t){0};
-    next.kt_step = ((next.kt_bytes + 63) / 64 + (size_t)n - 1) / (size_t)n;
-    next.v_step = ((next.v_bytes + 63) / 64 + (size_t)n - 1) / (size_t)n;
+    next_tile_t next = prefetch >= 0 ? next_tile(job, b, hk, prefetch, n) : (next_tile_t){0};
     uint16_t *pb = job->bf16_pv ? blk->pb + r_lo * BK : NULL;
     mfa_cpu_softmax_step(k, S, BK, n, nk, mul, m, l, o, Dv, Dv, pb, next.kt || next.unpacked ? prefetch_row : NULL,
                          &next);
-
-    if (job->bf16_pv) {
-        const int64_t nk2 = (nk + 1) & ~(int64_t)1; /* pairs: an odd tile gets a zero key */
-        if (nk2 > nk)
-            for (int64_t r = 0; r < n; r++) pb[r * BK + nk] = 0;
-        const uint16_t *vp = mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb);
-        if (band)
-            mfa_cpu_gemm_bf16_band_keys(k, n, Dv, nk2, pb, BK, vp, 2 * Dv, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
-        else
-            k->gemm_bf16(n, Dv, nk2, pb, BK, vp, 2 * Dv, o, Dv, true);
-    } else if (band) {
-        mfa_cpu_gemm_band_keys(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, band_lo, band_hi,
-                               MFA_CPU_BAND_ROWS);
-    } else {
-        mfa_cpu_gemm_panels(k, n, Dv, nk, S, BK, mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb), o, Dv, true);
-    }
+    if (pb && nk % 2) /* pairs of keys: an odd tile gets a zero key */
+        for (int64_t r = 0; r < n; r++) pb[r * BK + nk] = 0;
+    tile_pv(job, blk, kb, n, nk, S, pb, BK, o, band, band_lo, band_hi);
 }
 
 /* A block that sees few key tiles (narrow windows, short sequences): all of them at once. S for
@@ -200,7 +218,7 @@ static void attend_tile(const fwd_job_t *job, const block_t *blk, int64_t kb, in
 static void attend_wide(const fwd_job_t *job, const block_t *blk, int64_t kb_lo, int64_t kb_hi) {
     const mfa_problem_t *pr = job->pr;
     const mfa_cpu_kernels_t *k = job->k;
-    const int64_t Dq = pr->p.head_dim_qk, Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, b = blk->b, hk = blk->hk;
+    const int64_t Dv = pr->p.head_dim_v, BK = MFA_CPU_BK, b = blk->b, hk = blk->hk;
     const int64_t n = blk->n, j_base = kb_lo * BK, W = (kb_hi - kb_lo) * BK; /* S (and pb) are [n][W] */
     const size_t q_size = job->bf16_qk ? sizeof(uint16_t) : sizeof(float);
     int64_t band_lo[MFA_CPU_BQ], band_hi[MFA_CPU_BQ];
@@ -210,17 +228,8 @@ static void attend_wide(const fwd_job_t *job, const block_t *blk, int64_t kb_lo,
         if (m == 0) continue;
         mfa_cpu_kv_ready(&job->kv, b, hk, kb, blk->thread);
         const void *q = (const char *)blk->q + (size_t)(t.r_lo * blk->ldq) * q_size;
-        float *S = blk->S + t.r_lo * W + (t.j0 - j_base);
         const bool band = mfa_cpu_tile_band(pr, blk->s, blk->i0 + t.r_lo, m, t.j0, t.nk, band_lo, band_hi);
-        if (job->bf16_qk) {
-            const uint16_t *kt = mfa_cpu_kv_kt_pairs(pr, &job->kv, b, hk, kb);
-            if (band) mfa_cpu_gemm_bf16_band_cols(k, m, t.nk, Dq, q, blk->ldq, kt, 2 * BK, S, W, band_lo, band_hi);
-            else k->gemm_bf16(m, t.nk, Dq, q, blk->ldq, kt, 2 * BK, S, W, false);
-        } else {
-            const mfa_cpu_panels_t kt = mfa_cpu_kv_kt(pr, &job->kv, b, hk, kb);
-            if (band) mfa_cpu_gemm_band_cols(k, m, t.nk, Dq, q, blk->ldq, kt, S, W, band_lo, band_hi);
-            else mfa_cpu_gemm_panels(k, m, t.nk, Dq, q, blk->ldq, kt, S, W, false);
-        }
+        tile_scores(job, blk, kb, m, t.nk, q, blk->S + t.r_lo * W + (t.j0 - j_base), W, band, band_lo, band_hi);
     }
     const float mul = pr->scale * MFA_LOG2E;
     for (int64_t r = 0; r < n; r++) { /* P over the row's keys [lo, hi), zero around them */
@@ -250,26 +259,13 @@ static void attend_wide(const fwd_job_t *job, const block_t *blk, int64_t kb_lo,
         }
     }
     memset(blk->o, 0, sizeof(float) * (size_t)(n * Dv));
-    for (int64_t kb = kb_lo; kb < kb_hi; kb++) { /* O += P V */
+    for (int64_t kb = kb_lo; kb < kb_hi; kb++) { /* O += P V (an odd last tile's zero P is in W) */
         const tile_view_t t = tile_view(pr, blk, kb);
-        const int64_t m = t.r_hi - t.r_lo;
+        const int64_t m = t.r_hi - t.r_lo, at = t.r_lo * W + (t.j0 - j_base);
         if (m == 0) continue;
-        float *o = blk->o + t.r_lo * Dv;
         const bool band = mfa_cpu_tile_band(pr, blk->s, blk->i0 + t.r_lo, m, t.j0, t.nk, band_lo, band_hi);
-        if (job->bf16_pv) { /* pairs of keys: an odd last tile takes the zero P after it (W is whole tiles) */
-            const uint16_t *P = blk->pb + t.r_lo * W + (t.j0 - j_base), *vp = mfa_cpu_kv_v_pairs(pr, &job->kv, b, hk, kb);
-            const int64_t nk2 = (t.nk + 1) & ~(int64_t)1;
-            if (band)
-                mfa_cpu_gemm_bf16_band_keys(k, m, Dv, nk2, P, W, vp, 2 * Dv, o, Dv, band_lo, band_hi,
-                                            MFA_CPU_BAND_ROWS);
-            else
-                k->gemm_bf16(m, Dv, nk2, P, W, vp, 2 * Dv, o, Dv, true);
-        } else {
-            const float *P = blk->S + t.r_lo * W + (t.j0 - j_base);
-            const mfa_cpu_panels_t v = mfa_cpu_kv_v_rows(pr, &job->kv, b, hk, kb);
-            if (band) mfa_cpu_gemm_band_keys(k, m, Dv, t.nk, P, W, v, o, Dv, band_lo, band_hi, MFA_CPU_BAND_ROWS);
-            else mfa_cpu_gemm_panels(k, m, Dv, t.nk, P, W, v, o, Dv, true);
-        }
+        tile_pv(job, blk, kb, m, t.nk, blk->S + at, job->bf16_pv ? blk->pb + at : NULL, W, blk->o + t.r_lo * Dv, band,
+                band_lo, band_hi);
     }
 }
 
