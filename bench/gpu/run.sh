@@ -58,8 +58,16 @@ for step in $steps; do
     # and with the Hopper forward's producer copying K/V by cp.async instead of the TMA unit
     MFA_CUDA_TMA=0 ./$B/mfa check --backend cuda >"$OUT/check-notma.log" 2>&1
     echo "MFA_CUDA_TMA=0 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-notma.log")" | tee -a "$OUT/summary.txt"
+    # and with the producer form's persistent blocks each taking many work items (a grid of 3),
+    # d64 in that form too, by TMA and by cp.async
+    MFA_CUDA_FWD_BLOCKS=3 MFA_CUDA_SHORT_WALK=0 ./$B/mfa check --backend cuda >"$OUT/check-items.log" 2>&1
+    echo "MFA_CUDA_FWD_BLOCKS=3 MFA_CUDA_SHORT_WALK=0 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-items.log")" |
+      tee -a "$OUT/summary.txt"
+    MFA_CUDA_FWD_BLOCKS=2 MFA_CUDA_TMA=0 ./$B/mfa check --backend cuda >"$OUT/check-items-notma.log" 2>&1
+    echo "MFA_CUDA_FWD_BLOCKS=2 MFA_CUDA_TMA=0 mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/check-items-notma.log")" |
+      tee -a "$OUT/summary.txt"
     grep -E "FAIL|SKIP" "$OUT/check.log" "$OUT/check-mma.log" "$OUT/check-chunks.log" "$OUT/check-long.log" \
-      "$OUT/check-notma.log" | head -20
+      "$OUT/check-notma.log" "$OUT/check-items.log" "$OUT/check-items-notma.log" | head -20
     grep -A6 "FAIL" "$OUT/check.log" | head -60
     MFA_TEST_BACKEND=cuda ctest --test-dir $B -R test_cases >"$OUT/ctest.log" 2>&1
     echo "ctest (MFA_TEST_BACKEND=cuda): $(grep -E 'tests passed|tests failed' "$OUT/ctest.log")" | tee -a "$OUT/summary.txt"
@@ -88,6 +96,11 @@ for step in $steps; do
       for f in bf16_s1000_causal varlen_gqa4_bf16 dense_bf16; do
         sanitize_case $tool $f MFA_CUDA_SHORT_WALK=0
       done
+      # the producer form's persistent blocks on many items each (Q buffers, slots over items)
+      for f in bf16_s1000_causal varlen_gqa4_bf16 bf16_s777_d128_causal_gqa2 varlen_f16_d128_gqa2 s257_d256_bf16; do
+        sanitize_case $tool $f MFA_CUDA_SHORT_WALK=0 MFA_CUDA_FWD_BLOCKS=3
+      done
+      sanitize_case $tool varlen_f16_d128_gqa2 MFA_CUDA_TMA=0 MFA_CUDA_FWD_BLOCKS=2
     done
     ;;
   profile)

@@ -46,23 +46,27 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * there one block an SM leaves each block's start and end exposed, and at d64 two blocks an SM
  * of the plain form (BC = 64, all threads load, three stages: 64 KiB; 128 registers, no spills)
  * win. d64 causal fwd, plain vs producer form: S = 1k 247 vs 226 TFLOP/s, S = 4k 340 vs 366,
- * S = 16k 370 vs 408. */
+ * S = 16k 370 vs 408.
+ * PERSIST: the producer form also has a persistent kernel (fwd_sm90.cuh), taken where every work
+ * item costs the same; its second Q buffer (32 KiB) fits at d128. Fourteenth session, H100, one
+ * process, alternated: d128 S = 1k 1.05-1.09x the throughput, S = 4k 1.01x, S = 16k within 1 %.
+ * At d64 a first version measured 0.97-0.99x, so d64 keeps a block an item. */
 template <int D, bool SHORT = false> struct Fwd90Tile;
 template <> struct Fwd90Tile<64> {
     static constexpr int BR = 128, BC = 192, MINB = 1, SHORT_SPAN = 2048;
-    static constexpr bool PRODUCER = true, HAS_SHORT = true;
+    static constexpr bool PRODUCER = true, HAS_SHORT = true, PERSIST = false;
 };
 template <> struct Fwd90Tile<64, true> {
     static constexpr int BR = 128, BC = 64, MINB = 2;
-    static constexpr bool PRODUCER = false;
+    static constexpr bool PRODUCER = false, PERSIST = false;
 };
 template <> struct Fwd90Tile<128> {
     static constexpr int BR = 128, BC = 128, MINB = 1, SHORT_SPAN = 0;
-    static constexpr bool PRODUCER = true, HAS_SHORT = false;
+    static constexpr bool PRODUCER = true, HAS_SHORT = false, PERSIST = true;
 };
 template <> struct Fwd90Tile<256> {
     static constexpr int BR = 128, BC = 80, MINB = 1, SHORT_SPAN = 0;
-    static constexpr bool PRODUCER = true, HAS_SHORT = false;
+    static constexpr bool PRODUCER = true, HAS_SHORT = false, PERSIST = false;
 };
 
 /* Forward, fp32 inputs (fwd32.cuh, TF32 mma.sync m16n8k8): tiles hold fp32, so shared memory,

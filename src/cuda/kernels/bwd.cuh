@@ -63,7 +63,7 @@ __global__ void __launch_bounds__(Bwd<T, D>::THREADS, 1) bwd_kernel(const __grid
 
     /* Which keys: first key tiles (most queries under causal) first; grid order in common.cuh. */
     int64_t pair, key_tile;
-    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, 1, false, pair, key_tile);
+    mfa_grid_order(a, blockIdx.x, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, 1, false, pair, key_tile);
     const int64_t b = pair / a.heads_kv, hk = pair % a.heads_kv, j0 = key_tile * BC;
     const Seq s = mfa_seq(a, b);
     if (j0 >= s.sk) return;

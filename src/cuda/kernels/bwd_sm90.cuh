@@ -234,7 +234,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
      * walks (see mfa_grid_order); both splits take pairs fastest only with 8 key blocks of a head at
      * a time (fewer let the dQ adds of every head at once fall out of L2: d256 S = 4k causal 0.84x
      * -> 1.14x FA2, d64 S = 16k +6 %, causal +2.5 %, 32 heads each) */
-    mfa_grid_order(a, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, Bwd90Tile<D>::MINB, K::DIM_SPLIT, pair, key_tile,
+    mfa_grid_order(a, blockIdx.x, (a.max_sk + BC - 1) / BC, a.batch * a.heads_kv, Bwd90Tile<D>::MINB, K::DIM_SPLIT, pair, key_tile,
                    8);
     const int64_t b = pair / a.heads_kv, hk = pair % a.heads_kv, j0 = key_tile * BC;
     const Seq s = mfa_seq(a, b);

@@ -97,28 +97,39 @@ __device__ __forceinline__ Seq mfa_seq(const Args &a, int64_t b) {
  * S = 16k 6 % faster).
  * Measured on the H100 (docs/cuda.md): forward d64 S = 1k 219 -> 258 TFLOP/s with tiles adjacent;
  * forward d128 S = 16k causal 353 with pairs fastest vs 329; backward d256 S = 1k 2.9 -> 2.1 ms with
- * tiles adjacent, d128 S = 16k 2.7 % slower. */
-__device__ __forceinline__ void mfa_grid_order(const Args &a, int64_t n_tiles, int64_t n_pairs, int blocks_per_sm,
-                                               bool adjacent_if_even, int64_t &pair, int64_t &tile,
+ * tiles adjacent, d128 S = 16k 2.7 % slower.
+ * `lin`: the work item's place in that order (blockIdx.x, or a persistent block's item). */
+__device__ __forceinline__ void mfa_grid_order(const Args &a, int64_t lin, int64_t n_tiles, int64_t n_pairs,
+                                               int blocks_per_sm, bool adjacent_if_even, int64_t &pair, int64_t &tile,
                                                int tiles_together = 4) {
-    const int64_t lin = blockIdx.x;
     const bool adjacent = (adjacent_if_even && a.mask_kind == MFA_MASK_NONE) ||
                           tiles_together * n_pairs > (int64_t)a.sm_count * blocks_per_sm;
+    /* 32-bit divisions (a 64-bit one is a call of ~70 instructions, on every work item's path):
+     * the launches keep n_tiles * n_pairs below 2^31 (a grid's limit) */
+    const uint32_t l = (uint32_t)lin, nt = (uint32_t)n_tiles, np = (uint32_t)n_pairs;
     if (adjacent)
-        pair = lin / n_tiles, tile = lin % n_tiles;
+        pair = l / nt, tile = l % nt;
     else
-        pair = lin % n_pairs, tile = lin / n_pairs;
+        pair = l % np, tile = l / np;
 }
 
-/* The query tile of a forward block: last tiles (most keys under causal) first. */
+/* The query tile of forward work item `lin` (a block's blockIdx.x where each block takes one):
+ * last tiles (most keys under causal) first. */
 struct FwdBlock {
     int64_t b, h, i0;
 };
-__device__ __forceinline__ FwdBlock mfa_fwd_block(const Args &a, int br, int blocks_per_sm) {
+__device__ __forceinline__ int64_t mfa_fwd_items(const Args &a, int br) {
+    return a.batch * a.heads_q * ((a.max_sq + br - 1) / br);
+}
+__device__ __forceinline__ FwdBlock mfa_fwd_item(const Args &a, int br, int blocks_per_sm, int64_t lin) {
     const int64_t n_tiles = (a.max_sq + br - 1) / br;
     int64_t pair, tile;
-    mfa_grid_order(a, n_tiles, a.batch * a.heads_q, blocks_per_sm, true, pair, tile);
-    return {pair / a.heads_q, pair % a.heads_q, (n_tiles - 1 - tile) * br};
+    mfa_grid_order(a, lin, n_tiles, a.batch * a.heads_q, blocks_per_sm, true, pair, tile);
+    const uint32_t p = (uint32_t)pair, hq = (uint32_t)a.heads_q; /* below 2^31, as above */
+    return {p / hq, p % hq, (n_tiles - 1 - tile) * br};
+}
+__device__ __forceinline__ FwdBlock mfa_fwd_block(const Args &a, int br, int blocks_per_sm) {
+    return mfa_fwd_item(a, br, blocks_per_sm, blockIdx.x);
 }
 
 /* LSE (and delta) index of row i of head h of sequence b. */
