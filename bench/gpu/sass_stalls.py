@@ -6,9 +6,12 @@
 Prints the stall reasons summed over the kernel, the instructions with the most warp samples (each
 with its two largest reasons), and the samples between consecutive markers: the first instruction
 of each kind below, so that the wgmma phases, barriers and the end of the block fall into ranges
-one can name. --listing writes every instruction with its share of the samples, to read a phase
-in order. Shares are of all warps' samples: warps that wait for work (a consumer on an empty
-mbarrier) count as much as warps on the critical path.
+one can name. Then the samples by how many times an instruction ran: a loop's body shares one
+count (per warp: its trips times the warps), so a kernel's steady loop, the code each warp runs
+once per work item and the producer's per-tile code fall into separate rows, each with the
+instructions it issues per run. --listing writes every instruction with its share of the samples,
+to read a phase in order. Shares are of all warps' samples: warps that wait for work (a consumer
+on an empty mbarrier) count as much as warps on the critical path.
 """
 import argparse
 import csv
@@ -60,6 +63,17 @@ def main():
                 print(f"  #{start:5d}-{i - 1:5d} {100 * part / total:5.1f} %  from {label}")
             if r is not None:
                 start, label = i, m.group(0)
+    print("\nsamples by how many times an instruction ran (rows of 1 % or more):")
+    by_count = {}
+    for i, r in enumerate(data):
+        n = number(r[col["Instructions Executed"]])
+        if n:
+            c = by_count.setdefault(n, [0.0, 0])
+            c[0] += samples[i]
+            c[1] += 1
+    for n, (part, instrs) in sorted(by_count.items(), key=lambda kv: -kv[1][0]):
+        if part / total >= 0.01:
+            print(f"  ran {n:10.0f} times: {instrs:5d} instructions, {100 * part / total:5.1f} %")
     if args.listing:
         with open(args.listing, "w") as out:
             for i, r in enumerate(data):
