@@ -294,10 +294,11 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
          * the same tiles of the same items, so each turn taken is one given: warpgroup 1 opens
          * warpgroup 0's first turn and gives none after its own last issue of the block's last
          * item. Persistent blocks take no turn for an item's first step (S alone), so that at an
-         * item's start warpgroup 0 issues two steps while warpgroup 1 is in its epilogue (it gave
-         * warpgroup 0 that turn at its last issue of the item before): alternated on an H100,
-         * d128 S = 1k 1.05x -> 1.05-1.09x the one-item-a-block time with that turn kept.
-         * (The plain form has two blocks an SM instead.) */
+         * item's start warpgroup 0 issues its first two steps while warpgroup 1 is still in the
+         * last item's epilogue (warpgroup 1's last issue there gave warpgroup 0 the turn of its
+         * second step). Alternated on an H100, d128 S = 1k: 1.05-1.09x a block an item's
+         * throughput without that first turn, 1.05x with it. (The plain form has two blocks an SM
+         * instead.) */
         auto my_turn = [&]() {
             if constexpr (K::PRODUCER) bar_sync(1 + wg, 2 * 128);
         };
