@@ -4,7 +4,7 @@
 #   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
 #   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
 # Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
-# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|wgmma-ab|breakdown|ncu-bwd|ncu-bwd90|ncu-src|profile|dropin|pytest]...
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|vcheck|wgmma-ab|breakdown|ncu-bwd|ncu-bwd90|ncu-src|profile|dropin|pytest]...
 # (default: the first three). Set MFA_SEED to replay inputs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -188,6 +188,19 @@ PY
         2>&1 | grep -E "^(bfloat16|float16|float32) " | tee -a "$OUT/ab.txt"
     done
     rm -rf "$OUT/ab-tmp"
+    ;;
+  vcheck)
+    # the table on every candidate plugin of the ab rotation (.gpu-prebuilt/v-NAME.so.gz), in the
+    # default mode and with the persistent forward on 3 blocks, before timing them
+    for z in .gpu-prebuilt/v-*.so.gz; do
+      [ -f "$z" ] || continue
+      d=build-$(basename "$z" .so.gz)
+      rm -rf "$d" && cp -r $B "$d" && zcat "$z" >"$d/libmfa_cuda.so"
+      ./$d/mfa check --backend cuda >"$OUT/vcheck.log" 2>&1
+      echo "$d: mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/vcheck.log")" | tee -a "$OUT/summary.txt"
+      MFA_CUDA_FWD_BLOCKS=3 MFA_CUDA_SHORT_WALK=0 ./$d/mfa check --backend cuda >"$OUT/vcheck.log" 2>&1
+      echo "$d: MFA_CUDA_FWD_BLOCKS=3 MFA_CUDA_SHORT_WALK=0: rc=$?: $(tail -1 "$OUT/vcheck.log")" | tee -a "$OUT/summary.txt"
+    done
     ;;
   pytest)
     # the Python package's whole test suite (the CUDA tests run here only), through this build's
