@@ -118,9 +118,6 @@ __device__ __forceinline__ void mfa_grid_order(const Args &a, int64_t lin, int64
 struct FwdBlock {
     int64_t b, h, i0;
 };
-__device__ __forceinline__ int64_t mfa_fwd_items(const Args &a, int br) {
-    return a.batch * a.heads_q * ((a.max_sq + br - 1) / br);
-}
 __device__ __forceinline__ FwdBlock mfa_fwd_item(const Args &a, int br, int blocks_per_sm, int64_t lin) {
     const int64_t n_tiles = (a.max_sq + br - 1) / br;
     int64_t pair, tile;

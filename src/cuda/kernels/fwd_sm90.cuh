@@ -97,15 +97,57 @@ struct FwdWalk {
     FwdKeys keys;
     int64_t j;
     int n_tiles;
-    __device__ __forceinline__ FwdWalk(const Args &a, int br, int bc, int minb, int64_t item)
-        : blk(mfa_fwd_item(a, br, minb, item)), s(mfa_seq(a, blk.b)), n_rows((int)min((int64_t)br, s.sq - blk.i0)),
-          keys(a, s, blk.i0, n_rows) {
+    __device__ __forceinline__ FwdWalk(const Args &a, int br, int bc, const FwdBlock &item)
+        : blk(item), s(mfa_seq(a, blk.b)), n_rows((int)min((int64_t)br, s.sq - blk.i0)), keys(a, s, blk.i0, n_rows) {
         const int64_t j_end = (keys.hi + bc - 1) / bc;
         j = keys.lo < keys.hi ? keys.lo / bc : j_end;
         n_tiles = (int)(j_end - j);
     }
     /* a tile of a varlen batch's shorter sequence past its end: nothing to do */
     __device__ __forceinline__ bool empty() const { return blk.i0 >= s.sq; }
+};
+
+/* A block's work items, round by round (k = 0, 1, ...). Without PERSIST, its one item
+ * (blockIdx.x of the grid order). Persistent, where items cost the same (no mask): item
+ * blockIdx.x + k gridDim.x. Persistent under a causal mask (`mirror`): a head's query tile t (0:
+ * the last, which walks the most keys) pairs with tile n - 1 - t into a unit of constant cost
+ * (the two walk about n + 1 key tiles whatever t), the block takes units blockIdx.x + u gridDim.x,
+ * the longer item first, and a unit's two tiles share the head's K and V in L2. `at` says 0 when
+ * the block is done, 2 for a round with nothing to do (the middle tile's mirror), 1 and the item
+ * otherwise. The producer and the warpgroups that compute each walk it. */
+template <bool PERSIST> struct FwdSchedule {
+    int64_t n_q, items, units;
+    uint32_t half;
+    bool mirror;
+    __device__ __forceinline__ FwdSchedule(const Args &a, int br) {
+        n_q = (a.max_sq + br - 1) / br;
+        items = a.batch * a.heads_q * n_q;
+        mirror = PERSIST && a.mask_kind == MFA_MASK_CAUSAL;
+        half = (uint32_t)((n_q + 1) / 2);
+        units = a.batch * a.heads_q * half;
+    }
+    __device__ __forceinline__ int at(const Args &a, int br, int minb, int64_t k, FwdBlock &blk) const {
+        if (!PERSIST || !mirror) {
+            const int64_t lin = PERSIST ? blockIdx.x + k * gridDim.x : (k == 0 ? (int64_t)blockIdx.x : items);
+            if (lin >= items) return 0;
+            blk = mfa_fwd_item(a, br, minb, lin);
+            return 1;
+        }
+        const int64_t unit = blockIdx.x + (k >> 1) * gridDim.x;
+        if (unit >= units) return 0;
+        const uint32_t p = (uint32_t)unit / half, r = (uint32_t)unit % half, hq = (uint32_t)a.heads_q;
+        const int64_t tile = (k & 1) ? n_q - 1 - r : r;
+        if ((k & 1) && tile == r) return 2;
+        blk = {p / hq, p % hq, (n_q - 1 - tile) * br};
+        return 1;
+    }
+    /* whether round k's item is the block's last */
+    __device__ __forceinline__ bool last(const Args &a, int br, int minb, int64_t k) const {
+        FwdBlock next;
+        int st = at(a, br, minb, k + 1, next);
+        if (st == 2) st = at(a, br, minb, k + 2, next);
+        return st == 0;
+    }
 };
 
 template <typename T, int D, bool SHORT, bool PERSIST>
@@ -133,7 +175,7 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
     const int tid = K::PRODUCER ? (int)threadIdx.x - THREADS : (int)threadIdx.x; /* among the loaders */
     const bool xform = a.softcap > 0.0f || a.mask.data != nullptr;
     const float sl2 = xform ? 1.0f : a.scale_log2;
-    const int64_t items = mfa_fwd_items(a, BR);
+    const FwdSchedule<PERSIST> sched(a, BR);
 
     auto q_src = [&](const FwdWalk &w) {
         return (const T *)a.q.data + w.s.tb * a.q.stride[0] + (w.s.q0 + w.blk.i0) * a.q.stride[1] +
@@ -189,8 +231,12 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
                 }
             };
             int nt = 0, cnt = 0; /* tiles and items loaded so far */
-            for (int64_t item = blockIdx.x; item < items; item += PERSIST ? gridDim.x : items) {
-                const FwdWalk w(a, BR, BC, K::MINB, item);
+            for (int64_t k = 0;; k++) {
+                FwdBlock item;
+                const int st = sched.at(a, BR, K::MINB, k, item);
+                if (st == 0) break;
+                if (st == 2) continue;
+                const FwdWalk w(a, BR, BC, item);
                 if (w.empty()) continue;
                 const int qb = cnt % K::QBUF;
                 const uint32_t sQ = sQ0 + qb * K::Q_BYTES;
@@ -408,12 +454,16 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
     if constexpr (PERSIST) {
         if (wg == 1) bar_arrive(1, 2 * 128); /* warpgroup 0's first turn */
         int nt = 0, cnt = 0;
-        for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
-            const FwdWalk w(a, BR, BC, K::MINB, item);
+        for (int64_t k = 0;; k++) {
+            FwdBlock item;
+            const int st = sched.at(a, BR, K::MINB, k, item);
+            if (st == 0) break;
+            if (st == 2) continue;
+            const FwdWalk w(a, BR, BC, item);
             if (w.empty()) continue;
             const int qb = cnt % K::QBUF;
             mbar_wait(q_full(qb), (cnt / K::QBUF) & 1);
-            compute(w, sQ0 + qb * K::Q_BYTES, nt, item + gridDim.x >= items);
+            compute(w, sQ0 + qb * K::Q_BYTES, nt, sched.last(a, BR, K::MINB, k));
             /* this warpgroup's rows of the buffer are read (its O stored): the producer may copy
              * the next item's Q over them, through the async proxy */
             fence_proxy_async();
@@ -421,13 +471,13 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
             nt += w.n_tiles, cnt++;
         }
     } else if constexpr (K::PRODUCER) {
-        const FwdWalk w(a, BR, BC, K::MINB, blockIdx.x);
+        const FwdWalk w(a, BR, BC, mfa_fwd_block(a, BR, K::MINB));
         if (w.empty()) return;
         if (wg == 1 && w.n_tiles > 0) bar_arrive(1, 2 * 128); /* warpgroup 0's first turn */
         mbar_wait(q_full(0), 0);
         compute(w, sQ0, 0, true);
     } else {
-        const FwdWalk w(a, BR, BC, K::MINB, blockIdx.x);
+        const FwdWalk w(a, BR, BC, mfa_fwd_block(a, BR, K::MINB));
         if (w.empty()) return;
         load_q(w, sQ0);
         if (w.n_tiles > 0) load_k(k_src(w), w.s.sk, w.j, stage(0)), load_v(v_src(w), w.s.sk, w.j, stage(0) + K::T_BYTES);
@@ -535,8 +585,8 @@ static inline bool persistent_wanted(const Args &a) {
         const char *e = getenv("MFA_CUDA_PERSIST");
         return e && e[0] == '0';
     }();
-    return persistent_grid_forced() > 0 ||
-           (!off && a.mask_kind == MFA_MASK_NONE && !a.varlen && a.max_sk < PERSIST_SPAN);
+    const bool even = a.mask_kind == MFA_MASK_NONE || a.mask_kind == MFA_MASK_CAUSAL; /* see FwdSchedule */
+    return persistent_grid_forced() > 0 || (!off && even && !a.varlen && a.max_sk < PERSIST_SPAN);
 }
 
 template <typename T, int D, bool SHORT, bool PERSIST>
