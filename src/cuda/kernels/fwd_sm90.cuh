@@ -63,7 +63,9 @@ __device__ __forceinline__ void map_coords(const Maps &m, int c, int row, int he
 template <typename T, int D, bool SHORT, bool PERSIST> struct Fwd90 {
     using Tile = Fwd90Tile<D, SHORT>;
     /* THREADS: the two warpgroups that compute; with PRODUCER a third loads Q, K and V */
-    static constexpr int BR = Tile::BR, BC = Tile::BC, MINB = Tile::MINB, THREADS = BR / 16 * 32;
+    /* persistent blocks take short walks only, where d64's long-walk tile would waste keys */
+    static constexpr int BR = Tile::BR, BC = PERSIST ? Tile::PERSIST_BC : Tile::BC, MINB = Tile::MINB;
+    static constexpr int THREADS = BR / 16 * 32;
     static constexpr bool PRODUCER = Tile::PRODUCER;
     static constexpr int LOADERS = PRODUCER ? 128 : THREADS, BLOCK_THREADS = THREADS + (PRODUCER ? 128 : 0);
     /* setmaxnreg: the launch gives each thread 65536 / (BLOCK_THREADS MINB) registers (a multiple
