@@ -50,22 +50,25 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * PERSIST: the producer form also has a persistent kernel (fwd_sm90.cuh), taken where every work
  * item costs the same; its second Q buffer (32 KiB) fits at d128. Fourteenth session, H100, one
  * process, alternated: d128 S = 1k 1.05-1.09x the throughput, S = 4k 1.01x, S = 16k within 1 %.
- * At d64 a first version measured 0.97-0.99x, so d64 keeps a block an item. */
+ * PERSIST_SPAN: walks shorter than this take it (d128: S = 16k ran 0.98-0.99x). d64 (a first
+ * version: 0.97-0.99x at S = 4k and 16k) takes it only where the plain form would otherwise run
+ * (UNMEASURED on this branch: to compare with the plain form at S = 1k), with key tiles of
+ * PERSIST_BC = 128: 192 would leave 1024 keys in 6 tiles, the last a third full (12.5 % waste). */
 template <int D, bool SHORT = false> struct Fwd90Tile;
 template <> struct Fwd90Tile<64> {
-    static constexpr int BR = 128, BC = 192, MINB = 1, SHORT_SPAN = 2048;
-    static constexpr bool PRODUCER = true, HAS_SHORT = true, PERSIST = false;
+    static constexpr int BR = 128, BC = 192, MINB = 1, SHORT_SPAN = 2048, PERSIST_SPAN = 2048, PERSIST_BC = 128;
+    static constexpr bool PRODUCER = true, HAS_SHORT = true, PERSIST = true;
 };
 template <> struct Fwd90Tile<64, true> {
-    static constexpr int BR = 128, BC = 64, MINB = 2;
+    static constexpr int BR = 128, BC = 64, MINB = 2, PERSIST_SPAN = 0, PERSIST_BC = 64;
     static constexpr bool PRODUCER = false, PERSIST = false;
 };
 template <> struct Fwd90Tile<128> {
-    static constexpr int BR = 128, BC = 128, MINB = 1, SHORT_SPAN = 0;
+    static constexpr int BR = 128, BC = 128, MINB = 1, SHORT_SPAN = 0, PERSIST_SPAN = 8192, PERSIST_BC = 128;
     static constexpr bool PRODUCER = true, HAS_SHORT = false, PERSIST = true;
 };
 template <> struct Fwd90Tile<256> {
-    static constexpr int BR = 128, BC = 80, MINB = 1, SHORT_SPAN = 0;
+    static constexpr int BR = 128, BC = 80, MINB = 1, SHORT_SPAN = 0, PERSIST_SPAN = 0, PERSIST_BC = 80;
     static constexpr bool PRODUCER = true, HAS_SHORT = false, PERSIST = false;
 };
 

@@ -63,7 +63,9 @@ __device__ __forceinline__ void map_coords(const Maps &m, int c, int row, int he
 template <typename T, int D, bool SHORT, bool PERSIST> struct Fwd90 {
     using Tile = Fwd90Tile<D, SHORT>;
     /* THREADS: the two warpgroups that compute; with PRODUCER a third loads Q, K and V */
-    static constexpr int BR = Tile::BR, BC = Tile::BC, MINB = Tile::MINB, THREADS = BR / 16 * 32;
+    /* persistent blocks take short walks only, where d64's long-walk tile would waste keys */
+    static constexpr int BR = Tile::BR, BC = PERSIST ? Tile::PERSIST_BC : Tile::BC, MINB = Tile::MINB;
+    static constexpr int THREADS = BR / 16 * 32;
     static constexpr bool PRODUCER = Tile::PRODUCER;
     static constexpr int LOADERS = PRODUCER ? 128 : THREADS, BLOCK_THREADS = THREADS + (PRODUCER ? 128 : 0);
     /* setmaxnreg: the launch gives each thread 65536 / (BLOCK_THREADS MINB) registers (a multiple
@@ -569,10 +571,9 @@ template <typename T, int D> static void tma_maps(const Args &a, int br, int bc,
  * first K and V load while the item before computes, and its epilogue runs under the other
  * warpgroup's products. Its static schedule needs items of one cost: no causal or window mask, no
  * varlen batch; and it pays only where an item's start and end weigh, on walks shorter than
- * PERSIST_SPAN keys (H100, d128: S = 1k 1.07-1.08x, S = 4k 1.01x, S = 16k 0.98-0.99x).
+ * Fwd90Tile<D>::PERSIST_SPAN keys (H100, d128: S = 1k 1.07-1.08x, S = 4k 1.01x, S = 16k 0.98-0.99x).
  * MFA_CUDA_PERSIST=0 turns it off (for comparisons); MFA_CUDA_FWD_BLOCKS=N takes it whatever the
  * problem, on a grid of at most N blocks (the tests: many items a block). */
-constexpr int64_t PERSIST_SPAN = 8192;
 static inline int persistent_grid_forced() {
     static const int forced = [] {
         const char *e = getenv("MFA_CUDA_FWD_BLOCKS");
@@ -580,13 +581,14 @@ static inline int persistent_grid_forced() {
     }();
     return forced;
 }
-static inline bool persistent_wanted(const Args &a) {
+template <int D> static inline bool persistent_wanted(const Args &a) {
     static const bool off = [] {
         const char *e = getenv("MFA_CUDA_PERSIST");
         return e && e[0] == '0';
     }();
     const bool even = a.mask_kind == MFA_MASK_NONE || a.mask_kind == MFA_MASK_CAUSAL; /* see FwdSchedule */
-    return persistent_grid_forced() > 0 || (!off && even && !a.varlen && a.max_sk < PERSIST_SPAN);
+    return persistent_grid_forced() > 0 ||
+           (!off && even && !a.varlen && a.max_sk < Fwd90Tile<D>::PERSIST_SPAN);
 }
 
 template <typename T, int D, bool SHORT, bool PERSIST>
@@ -612,7 +614,7 @@ template <typename T, int D, bool SHORT> cudaError_t launch_form(const Args &a, 
     if (items == 0) return cudaSuccess;
     if (items > INT32_MAX) return cudaErrorInvalidConfiguration; /* a grid's limit; mfa_grid_order's 32 bits */
     if constexpr (!SHORT && Fwd90Tile<D>::PERSIST)
-        if (persistent_wanted(a)) return launch_kernel<T, D, SHORT, true>(a, items, stream);
+        if (persistent_wanted<D>(a)) return launch_kernel<T, D, SHORT, true>(a, items, stream);
     return launch_kernel<T, D, SHORT, false>(a, items, stream);
 }
 
@@ -638,8 +640,9 @@ template <typename T, int D> cudaError_t launch(const Args &a, cudaStream_t stre
     using Tile = Fwd90Tile<D>;
     if constexpr (Tile::HAS_SHORT) {
         const int forced = short_walk_forced();
-        if (forced == 1 || (forced < 0 && walk_span(a, Tile::BR) < Tile::SHORT_SPAN))
-            return launch_form<T, D, true>(a, stream);
+        const bool short_walk = forced == 1 || (forced < 0 && walk_span(a, Tile::BR) < Tile::SHORT_SPAN);
+        /* where the producer form is persistent, it replaces the plain form on short walks */
+        if (short_walk && !(forced < 0 && Tile::PERSIST && persistent_wanted<D>(a))) return launch_form<T, D, true>(a, stream);
     }
     return launch_form<T, D, false>(a, stream);
 }
