@@ -182,14 +182,7 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
                     asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sQ + swz<DP>(r, dt) + t * 4), "r"(v));
                 }
             } else if (r < n_rows) {
-                const int64_t at = mfa_at(a.o, s.tb, s.q0 + i0 + r, h, 0);
-#pragma unroll
-                for (int dt = 0; dt < DT; dt++)
-#pragma unroll
-                    for (int e = 0; e < 2; e++) {
-                        const int d = dt * 8 + 2 * t + e;
-                        if (d < dv) mfa_st(a.o.data, a.o.dtype, at + d * a.o.stride[3], acc_o[mt][dt][hf * 2 + e] * inv);
-                    }
+                fwd_store_row_direct<DT>(a, s, h, i0 + r, acc_o[mt], hf, inv, t);
             }
         }
     if (vec_o) fwd_store_rows<T, D, RW, 0>(a, s, h, i0, n_rows, row0, sQ, lane);

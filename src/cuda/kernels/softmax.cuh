@@ -128,6 +128,22 @@ __device__ __forceinline__ float fwd_finish_row(const Args &a, const Seq &s, int
     return l > 0.0f ? 1.0f / l : 0.0f;
 }
 
+/* Output row i (half hf of a thread's O fragment, scaled by inv) stored element by element, in
+ * any dtype and stride: the epilogues' path for outputs that are not 16-byte rows. */
+template <int DT>
+__device__ __forceinline__ void fwd_store_row_direct(const Args &a, const Seq &s, int64_t h, int64_t i,
+                                                     const float (&acc_o)[DT][4], int hf, float inv, int t) {
+    const int64_t at = mfa_at(a.o, s.tb, s.q0 + i, h, 0);
+    const int dv = (int)a.head_dim_v;
+#pragma unroll
+    for (int dt = 0; dt < DT; dt++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int d = dt * 8 + 2 * t + e;
+            if (d < dv) mfa_st(a.o.data, a.o.dtype, at + d * a.o.stride[3], acc_o[dt][hf * 2 + e] * inv);
+        }
+}
+
 /* A warp's RW output rows from row0, staged in shared memory at `base` (PANEL_ROWS > 0: the panel
  * layout of a PANEL_ROWS-row tile; 0: swz rows), out as whole 16-byte chunks (o: 16-byte rows). */
 template <typename T, int D, int RW, int PANEL_ROWS>
