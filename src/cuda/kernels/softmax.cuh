@@ -162,7 +162,11 @@ __device__ __forceinline__ void fwd_store_rows(const Args &a, const Seq &s, int6
             asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
                          : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                          : "r"(base + at));
-            *(uint4 *)(og + r * a.o.stride[1] + c * 8) = v;
+            /* st.global.v4 spelled out: from the plain C++ store nvcc emits four 4-byte stores in
+             * the persistent kernels (four times the store requests, at each item's end) */
+            asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"l"(og + r * a.o.stride[1] + c * 8), "r"(v.x),
+                         "r"(v.y), "r"(v.z), "r"(v.w)
+                         : "memory");
         }
     }
 }
