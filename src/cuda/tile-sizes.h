@@ -47,13 +47,16 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * of the plain form (BC = 64, all threads load, three stages: 64 KiB; 128 registers, no spills)
  * win. d64 causal fwd, plain vs producer form: S = 1k 247 vs 226 TFLOP/s, S = 4k 340 vs 366,
  * S = 16k 370 vs 408.
- * PERSIST: the producer form also has a persistent kernel (fwd_sm90.cuh), taken where every work
- * item costs the same; its second Q buffer (32 KiB) fits at d128. Fourteenth session, H100, one
- * process, alternated: d128 S = 1k 1.05-1.09x the throughput, S = 4k 1.01x, S = 16k within 1 %.
+ * PERSIST: the producer form also has a persistent kernel (fwd_sm90.cuh), taken without a mask or
+ * under a causal one (FwdSchedule pairs a head's query tiles into units of equal cost); its
+ * second Q buffer (32 KiB) fits at d128. Fourteenth session, H100, one process, alternated: d128
+ * S = 1k 1.05-1.09x the throughput, S = 4k 1.01x, S = 16k within 1 %; fifteenth, causal too:
+ * S = 1k 1.09-1.10x, S = 4k 1.01-1.02x.
  * PERSIST_SPAN: walks shorter than this take it (d128: S = 16k ran 0.98-0.99x). d64 (a first
- * version: 0.97-0.99x at S = 4k and 16k) takes it only where the plain form would otherwise run
- * (UNMEASURED on this branch: to compare with the plain form at S = 1k), with key tiles of
- * PERSIST_BC = 128: 192 would leave 1024 keys in 6 tiles, the last a third full (12.5 % waste). */
+ * version: 0.97-0.99x at S = 4k and 16k) takes it only where the plain form would otherwise run,
+ * with key tiles of PERSIST_BC = 128 (192 would leave 1024 keys in 6 tiles, the last a third
+ * full): S = 1k 1.03-1.04x the plain form's throughput on an H100, 1.00-1.01x on an H200, causal
+ * 1.00x (fifteenth session; kept for the H100's gain and one form fewer on those problems). */
 template <int D, bool SHORT = false> struct Fwd90Tile;
 template <> struct Fwd90Tile<64> {
     static constexpr int BR = 128, BC = 192, MINB = 1, SHORT_SPAN = 2048, PERSIST_SPAN = 2048, PERSIST_BC = 128;

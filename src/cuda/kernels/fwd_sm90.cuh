@@ -15,11 +15,13 @@
  *     under the other's softmax. One of its threads has the TMA unit copy each tile (tensor
  *     maps, `Maps`) where the layout allows; otherwise all 128 issue cp.async copies.
  *   plain: all threads load tile j + 1 into the third of three stages while tile j computes,
- *     one block-wide barrier a tile, and two blocks share an SM instead (d64 on short walks).
- * A block computes one work item (query tile), or with PERSIST (the producer form at d128, where
- * all items cost the same and walks are short) a block an SM walks items blockIdx.x, + gridDim.x,
- * ...: the producer loads the next item's Q into a second buffer and its first K and V into the
- * slots as they free, so that only the compute of an item's start and end stays exposed.
+ *     one block-wide barrier a tile, and two blocks share an SM instead (d64 on short walks
+ *     under a window mask or in varlen batches).
+ * A block computes one work item (query tile), or with PERSIST (the producer form at d128 and
+ * d64, on short walks without a mask or under a causal one) a block an SM walks the items
+ * FwdSchedule gives it: the producer loads the next item's Q into a second buffer and its first
+ * K and V into the slots as they free, so that only the compute of an item's start and end
+ * stays exposed.
  * Everything else (masks, softcap, dense bias, GQA, varlen, LSE, outputs) is fwd.cuh's, through
  * the same helpers. Compiled for sm_90a only (MFA_HAS_WGMMA); the dispatcher calls it on compute
  * capability 9.0. */
@@ -562,9 +564,10 @@ template <typename T, int D> static void tma_maps(const Args &a, int br, int bc,
 /* Whether a producer-form launch takes the persistent kernel (Fwd90Tile<D>::PERSIST): a block an
  * SM, each taking work items blockIdx.x, + gridDim.x, ... in the grid order, so that an item's Q,
  * first K and V load while the item before computes, and its epilogue runs under the other
- * warpgroup's products. Its static schedule needs items of one cost: no causal or window mask, no
- * varlen batch; and it pays only where an item's start and end weigh, on walks shorter than
- * Fwd90Tile<D>::PERSIST_SPAN keys (H100, d128: S = 1k 1.07-1.08x, S = 4k 1.01x, S = 16k 0.98-0.99x).
+ * warpgroup's products. Its static schedule (FwdSchedule) needs units of one cost: no mask, or a
+ * causal one (mirror pairs); no window mask, no varlen batch. It pays only where an item's start
+ * and end weigh, on walks shorter than Fwd90Tile<D>::PERSIST_SPAN keys (H100, d128: S = 1k
+ * 1.07-1.08x, S = 4k 1.01x, S = 16k 0.98-0.99x; causal S = 1k 1.09-1.10x, S = 4k 1.01-1.02x).
  * MFA_CUDA_PERSIST=0 turns it off (for comparisons); MFA_CUDA_FWD_BLOCKS=N takes it whatever the
  * problem, on a grid of at most N blocks (the tests: many items a block). */
 static inline int persistent_grid_forced() {
