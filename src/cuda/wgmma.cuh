@@ -63,6 +63,13 @@ __device__ __forceinline__ uint64_t wgmma_desc(uint32_t smem_addr, uint32_t lbo,
     return (uint64_t)((smem_addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
            ((uint64_t)((sbo >> 4) & 0x3FFF) << 32) | (1ull << 62);
 }
+/* The same descriptor `bytes` further on (a multiple of 16). The start address field holds
+ * address / 16 in the low 14 bits and shared memory ends below 256 KiB, so the sum never carries
+ * out of it: one 32-bit add on the low word, where wgmma_desc of the moved address takes four or
+ * five instructions (a k16 step's operands each need one). */
+__device__ __forceinline__ uint64_t wgmma_desc_at(uint64_t desc, uint32_t bytes) {
+    return (desc & 0xFFFFFFFF00000000ull) | (uint32_t)((uint32_t)desc + (bytes >> 4));
+}
 
 template <> struct Wgmma<__nv_bfloat16, 32> {
     __device__ __forceinline__ static void ss(float (&d)[4][4], uint64_t a, uint64_t b, bool acc) {

@@ -241,7 +241,8 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
     if (j0 >= s.sk) return;
     const int nk = (int)min((int64_t)BC, s.sk - j0);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-    const int wg = warp >> 2, wi = warp & 3;
+    /* wg: warp-uniform, and the compiler sees it (uniform registers for the descriptors) */
+    const int wg = __shfl_sync(0xffffffffu, warp >> 2, 0), wi = warp & 3;
     const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
     /* the key warpgroups meet among themselves (the dQ warpgroup runs on its own) */
     auto sync_main = [] {
@@ -307,6 +308,9 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             }
         };
         const uint32_t sQ = sQ0 + buf * 2 * K::Q_BYTES, sO = sQ + K::Q_BYTES;
+        /* Q and dO read transposed (phase B): each k16 step's descriptor the first one moved on */
+        auto desc_qt = [&]() { return wgmma_desc(sQ, BR * 128, 1024); };
+        auto desc_ot = [&]() { return wgmma_desc(sO, BR * 128, 1024); };
 
         if constexpr (K::DQ_LOADS) {
             if (it == 0) { /* K and V landed (the key warpgroups' own copies) */
@@ -387,8 +391,8 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             wgmma_fence();
 #pragma unroll
             for (int kq = 0; kq < KB; kq++) {
-                const uint64_t bo = wgmma_desc(sO + (dim_w >> 6) * BR * 128 + kq * 16 * 128, BR * 128, 1024);
-                const uint64_t bq = wgmma_desc(sQ + (dim_w >> 6) * BR * 128 + kq * 16 * 128, BR * 128, 1024);
+                const uint64_t bo = wgmma_desc_at(desc_ot(), (dim_w >> 6) * BR * 128 + kq * 16 * 128);
+                const uint64_t bq = wgmma_desc_at(desc_qt(), (dim_w >> 6) * BR * 128 + kq * 16 * 128);
                 Wgmma<T, K::DW>::ss_tb(acc_dv, wgmma_desc(sPt + kq * 32, 16, 1024), bo, true);
                 Wgmma<T, K::DW>::ss_tb(acc_dk, wgmma_desc(sSt + kq * 32, 16, 1024), bq, true);
             }
@@ -425,10 +429,11 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
         float acc_s[NQ][4], acc_p[NQ][4];
         uint32_t pp[KB][4], ds[KB][4]; /* P^T and dS^T as A fragments (ptx.cuh c_to_a) */
         auto issue_a = [&](float (&acc)[NQ][4], uint32_t sKV, uint32_t sQO) {
+            const uint64_t dkv = wgmma_desc(sKV + wg * 64 * 128, 16, 1024), dqo = wgmma_desc(sQO, 16, 1024);
 #pragma unroll
             for (int ks = 0; ks < KQ; ks++) {
-                const uint32_t col = (ks & 3) * 32, kp = (ks >> 2) * BC * 128 + wg * 64 * 128, qp = (ks >> 2) * BR * 128;
-                Wgmma<T, BR>::ss(acc, wgmma_desc(sKV + kp + col, 16, 1024), wgmma_desc(sQO + qp + col, 16, 1024), ks > 0);
+                const uint32_t col = (ks & 3) * 32, kp = (ks >> 2) * BC * 128, qp = (ks >> 2) * BR * 128;
+                Wgmma<T, BR>::ss(acc, wgmma_desc_at(dkv, kp + col), wgmma_desc_at(dqo, qp + col), ks > 0);
             }
             wgmma_commit();
         };
@@ -479,8 +484,8 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             wgmma_fence();
 #pragma unroll
             for (int kq = 0; kq < KB; kq++) {
-                Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc(sO + kq * 16 * 128, BR * 128, 1024), true);
-                Wgmma<T, D>::rs(acc_dk, ds[kq], wgmma_desc(sQ + kq * 16 * 128, BR * 128, 1024), true);
+                Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc_at(desc_ot(), kq * 16 * 128), true);
+                Wgmma<T, D>::rs(acc_dk, ds[kq], wgmma_desc_at(desc_qt(), kq * 16 * 128), true);
             }
             wgmma_commit();
         } else {
@@ -499,8 +504,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             /* Phase B, first half: dV += P^T dO (k16 step kq: queries 16kq.., both 8-row groups) */
             wgmma_fence();
 #pragma unroll
-            for (int kq = 0; kq < KB; kq++)
-                Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc(sO + kq * 16 * 128, BR * 128, 1024), true);
+            for (int kq = 0; kq < KB; kq++) Wgmma<T, D>::rs(acc_dv, pp[kq], wgmma_desc_at(desc_ot(), kq * 16 * 128), true);
             wgmma_commit();
             wgmma_wait<1>(); /* dP^T (dV may run on) */
             wgmma_fence_regs(acc_p);
@@ -516,8 +520,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             /* Phase B, second half: dK += dS^T Q */
             wgmma_fence();
 #pragma unroll
-            for (int kq = 0; kq < KB; kq++)
-                Wgmma<T, D>::rs(acc_dk, ds[kq], wgmma_desc(sQ + kq * 16 * 128, BR * 128, 1024), true);
+            for (int kq = 0; kq < KB; kq++) Wgmma<T, D>::rs(acc_dk, ds[kq], wgmma_desc_at(desc_qt(), kq * 16 * 128), true);
             wgmma_commit();
         }
         if (!a.deterministic) {

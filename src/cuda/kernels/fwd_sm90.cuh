@@ -123,16 +123,23 @@ template <bool PERSIST> struct FwdSchedule {
     int64_t n_q, items, units;
     uint32_t half;
     bool mirror;
+    /* Without PERSIST a block has its one item, and nothing is computed or kept */
     __device__ __forceinline__ FwdSchedule(const Args &a, int br) {
+        if constexpr (!PERSIST) return;
         n_q = (a.max_sq + br - 1) / br;
         items = a.batch * a.heads_q * n_q;
-        mirror = PERSIST && a.mask_kind == MFA_MASK_CAUSAL;
+        mirror = a.mask_kind == MFA_MASK_CAUSAL;
         half = (uint32_t)((n_q + 1) / 2);
         units = a.batch * a.heads_q * half;
     }
     __device__ __forceinline__ int at(const Args &a, int br, int minb, int64_t k, FwdBlock &blk) const {
-        if (!PERSIST || !mirror) {
-            const int64_t lin = PERSIST ? blockIdx.x + k * gridDim.x : (k == 0 ? (int64_t)blockIdx.x : items);
+        if constexpr (!PERSIST) {
+            if (k > 0) return 0;
+            blk = mfa_fwd_block(a, br, minb);
+            return 1;
+        }
+        if (!mirror) {
+            const int64_t lin = blockIdx.x + k * gridDim.x;
             if (lin >= items) return 0;
             blk = mfa_fwd_item(a, br, minb, lin);
             return 1;
@@ -172,7 +179,9 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
     auto v_empty = [&](int sl) { return bars + 80 + 8 * sl; };
     auto stage = [&](int n) { return sKV + (n % K::STAGES) * 2 * K::T_BYTES; };
 
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3, wg = warp >> 2;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+    /* a warp-uniform value the compiler can see as one (uniform registers for the descriptors) */
+    const int wg = __shfl_sync(0xffffffffu, warp >> 2, 0);
     const int row0 = warp * 16; /* this warp's rows in the tile (warpgroup wg: 64wg..) */
     const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
     constexpr int LOADERS = K::LOADERS;
@@ -289,21 +298,23 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
         fwd_rows_start<DT>(acc_o, row_m, row_l);
 
         /* S = Q K^T: k16 step ks reads 32 bytes into each 128-byte row of panel ks / 4 */
+        /* (each k16 step's descriptors are the first ones moved on: wgmma_desc_at) */
+        const uint64_t desc_q = wgmma_desc(sQ + wg * 64 * 128, 16, 1024);
         auto issue_s = [&](float (&acc_s)[NT][4], uint32_t sK) {
+            const uint64_t desc_k = wgmma_desc(sK, 16, 1024);
 #pragma unroll
             for (int ks = 0; ks < KQ; ks++) {
                 const uint32_t col = (ks & 3) * 32;
-                const uint64_t da = wgmma_desc(sQ + (ks >> 2) * BR * 128 + wg * 64 * 128 + col, 16, 1024);
-                const uint64_t db = wgmma_desc(sK + (ks >> 2) * BC * 128 + col, 16, 1024);
-                Wgmma<T, BC>::ss(acc_s, da, db, ks > 0);
+                Wgmma<T, BC>::ss(acc_s, wgmma_desc_at(desc_q, (ks >> 2) * BR * 128 + col),
+                                 wgmma_desc_at(desc_k, (ks >> 2) * BC * 128 + col), ks > 0);
             }
             wgmma_commit();
         };
         /* O += P V: k16 step kk is keys 16kk.. (two 8-row groups); the D columns span D / 64 panels */
         auto issue_pv = [&](const uint32_t (&pa)[KV][4], uint32_t sV) {
+            const uint64_t desc_v = wgmma_desc(sV, BC * 128, 1024);
 #pragma unroll
-            for (int kk = 0; kk < KV; kk++)
-                Wgmma<T, D>::rs(acc_o, pa[kk], wgmma_desc(sV + kk * 16 * 128, BC * 128, 1024), true);
+            for (int kk = 0; kk < KV; kk++) Wgmma<T, D>::rs(acc_o, pa[kk], wgmma_desc_at(desc_v, kk * 16 * 128), true);
             wgmma_commit();
         };
 
