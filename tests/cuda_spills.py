@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""cuda_spills.py — the Hopper kernels' register spills against their budget, without a GPU.
+
+    python3 tests/cuda_spills.py --nvcc NVCC --budget src/cuda/spill-budget.txt -I DIR ... FILE.cu ...
+
+Compiles each instantiation file for sm_90a with `ptxas -v`, reads every kernel's spill stores
+and compares them with the budget file (kernels it does not name: 0 bytes). The Hopper kernels
+sit at the edge of their registers (240 a thread, 224 in the d128 backward), and a change that
+looks unrelated can push one over: the causal schedule's merge took the d256 forward's producer
+from 20 to 356 bytes of spill, which only `ptxas -v` showed. A kernel over its budget fails the
+test; one under it is reported, so that the budget can come down. ptxas is deterministic for one
+CUDA release only, so another release than the budget's skips the test (exit 77).
+"""
+import argparse
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77
+
+
+def demangle(names):
+    """Readable kernel names (c++filt where there is one), without their parameter lists."""
+    out = dict((n, n) for n in names)
+    if shutil.which("c++filt"):
+        res = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True)
+        if res.returncode == 0:
+            out = dict(zip(names, res.stdout.splitlines()))
+    short = {}
+    for mangled, name in out.items():
+        name = re.sub(r"^void ", "", name)
+        name = re.sub(r"^[\w:]*::", "", name.split("(")[0])  # drop the namespace and the arguments
+        short[mangled] = name
+    return short
+
+
+def spills(nvcc, includes, path):
+    """{mangled kernel name: spill store bytes} of one file, from ptxas -v."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [nvcc, "-O3", "-DNDEBUG", "-std=c++17", "-D_GNU_SOURCE"] + [f"-I{d}" for d in includes] + [
+            "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-cubin", path, "-o",
+            os.path.join(tmp, "k.cubin")]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{os.path.basename(path)}: nvcc failed:\n{res.stderr[-3000:]}")
+    found, kernel = {}, None
+    for line in res.stderr.splitlines():
+        m = re.search(r"Compiling entry function '([^']+)'", line)
+        if m:
+            kernel = m.group(1)
+            continue
+        m = re.search(r"(\d+) bytes spill stores", line)
+        if m and kernel:
+            found[kernel] = int(m.group(1))
+            kernel = None
+    return found
+
+
+def read_budget(path):
+    release, budget = None, {}
+    for line in open(path):
+        line = line.strip()
+        m = re.match(r"#\s*release:\s*(\S+)", line)
+        if m:
+            release = m.group(1)
+        if not line or line.startswith("#"):
+            continue
+        name, limit = line.rsplit(None, 1)
+        budget[name] = int(limit)
+    return release, budget
+
+
+def nvcc_release(nvcc):
+    out = subprocess.run([nvcc, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"release (\d+\.\d+)", out)
+    return m.group(1) if m else "unknown"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nvcc", default="nvcc")
+    ap.add_argument("--budget", required=True)
+    ap.add_argument("-I", dest="includes", action="append", default=[])
+    ap.add_argument("files", nargs="+")
+    args = ap.parse_args()
+
+    release, budget = read_budget(args.budget)
+    have = nvcc_release(args.nvcc)
+    if have != release:
+        print(f"skipped: the budget is for CUDA {release}, this nvcc is {have}")
+        return SKIP
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        results = list(pool.map(lambda f: spills(args.nvcc, args.includes, f), args.files))
+    found = {}
+    for r in results:
+        found.update(r)
+    names = demangle(list(found))
+
+    over, under = [], []
+    print(f"{'kernel':72} {'spill':>6} {'budget':>6}")
+    for mangled in sorted(found, key=lambda k: names[k]):
+        name, got = names[mangled], found[mangled]
+        limit = budget.get(name, 0)
+        mark = " OVER" if got > limit else (" under" if got < limit else "")
+        print(f"{name:72} {got:6d} {limit:6d}{mark}")
+        (over if got > limit else under if got < limit else []).append(name)
+    for n in budget:  # a build of fewer head dims or types compiles fewer kernels
+        if n not in names.values():
+            print(f"(not compiled here: {n})")
+    if under:
+        print(f"{len(under)} kernel(s) below budget: lower {os.path.basename(args.budget)} to the new figures")
+    if over:
+        print(f"FAILED: {len(over)} kernel(s) over budget")
+        return 1
+    print(f"{len(found)} kernels within budget")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
