@@ -55,7 +55,7 @@ template <> struct FwdTile<256> { static constexpr int BR = 128, BC = 64, WARPS 
  * PERSIST_SPAN: walks shorter than this take it (d128: S = 16k ran 0.98-0.99x). d64 (a first
  * version: 0.97-0.99x at S = 4k and 16k) takes it only where the plain form would otherwise run,
  * with key tiles of PERSIST_BC = 128 (192 would leave 1024 keys in 6 tiles, the last a third
- * full): S = 1k 1.03-1.04x the plain form's throughput on an H100, 1.00-1.01x on an H200, causal
+ * full): S = 1k 1.02-1.04x the plain form's throughput on an H100, 1.00-1.01x on an H200, causal
  * 1.00x (fifteenth session; kept for the H100's gain and one form fewer on those problems). */
 template <int D, bool SHORT = false> struct Fwd90Tile;
 template <> struct Fwd90Tile<64> {
