@@ -224,5 +224,12 @@ PY
     ;;
   esac
 done
+# The device tool brings back at most 8 files: past that, all but the summary and the environment
+# go into one archive (tar xzf logs.tgz to read them)
+if [ "$(find "$OUT" -type f | wc -l)" -gt 8 ]; then
+  (cd "$OUT" && tar czf /tmp/mfa-logs.tgz --exclude=./summary.txt --exclude=./env.txt . &&
+    find . -type f ! -name summary.txt ! -name env.txt -delete && find . -mindepth 1 -type d -empty -delete &&
+    mv /tmp/mfa-logs.tgz logs.tgz)
+fi
 echo "==== summary"
 cat "$OUT/summary.txt"
