@@ -152,6 +152,18 @@ template <bool PERSIST> struct FwdSchedule {
         blk = {p / hq, p % hq, (n_q - 1 - tile) * br};
         return 1;
     }
+    /* f(w, k) for each of the block's items in turn that has rows (w: its walk, k: its round);
+     * the producer and the warpgroups that compute walk them alike */
+    template <typename F> __device__ __forceinline__ void walk(const Args &a, int br, int bc, int minb, F &&f) const {
+        for (int64_t k = 0;; k++) {
+            FwdBlock item;
+            const int st = at(a, br, minb, k, item);
+            if (st == 0) break;
+            if (st == 2) continue;
+            const FwdWalk w(a, br, bc, item);
+            if (!w.empty()) f(w, k);
+        }
+    }
     /* whether round k's item is the block's last */
     __device__ __forceinline__ bool last(const Args &a, int br, int minb, int64_t k) const {
         FwdBlock next;
@@ -244,13 +256,7 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
                 }
             };
             int nt = 0, cnt = 0; /* tiles and items loaded so far */
-            for (int64_t k = 0;; k++) {
-                FwdBlock item;
-                const int st = sched.at(a, BR, K::MINB, k, item);
-                if (st == 0) break;
-                if (st == 2) continue;
-                const FwdWalk w(a, BR, BC, item);
-                if (w.empty()) continue;
+            sched.walk(a, BR, BC, K::MINB, [&](const FwdWalk &w, int64_t) {
                 const int qb = cnt % K::QBUF;
                 const uint32_t sQ = sQ0 + qb * K::Q_BYTES;
                 mbar_wait(q_empty(qb), ((cnt / K::QBUF) & 1) ^ 1); /* the item before last here is stored */
@@ -276,7 +282,7 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
                         load_v(vg, w.s.sk, w.j + n, stage(m) + K::T_BYTES), cp_async_mbar_arrive(v_full(sl));
                 }
                 nt += w.n_tiles, cnt++;
-            }
+            });
             if (!maps.tma) { /* with the wait: cp.async.wait_all, so no copy is in flight when it exits */
                 cp_async_commit();
                 cp_async_wait<0>();
@@ -462,13 +468,7 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
     if constexpr (PERSIST) {
         if (wg == 1) bar_arrive(1, 2 * 128); /* warpgroup 0's first turn */
         int nt = 0, cnt = 0;
-        for (int64_t k = 0;; k++) {
-            FwdBlock item;
-            const int st = sched.at(a, BR, K::MINB, k, item);
-            if (st == 0) break;
-            if (st == 2) continue;
-            const FwdWalk w(a, BR, BC, item);
-            if (w.empty()) continue;
+        sched.walk(a, BR, BC, K::MINB, [&](const FwdWalk &w, int64_t k) {
             const int qb = cnt % K::QBUF;
             mbar_wait(q_full(qb), (cnt / K::QBUF) & 1);
             compute(w, sQ0 + qb * K::Q_BYTES, nt, sched.last(a, BR, K::MINB, k));
@@ -477,7 +477,7 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
             fence_proxy_async();
             mbar_arrive(q_empty(qb));
             nt += w.n_tiles, cnt++;
-        }
+        });
     } else if constexpr (K::PRODUCER) {
         const FwdWalk w(a, BR, BC, mfa_fwd_block(a, BR, K::MINB));
         if (w.empty()) return;
