@@ -76,15 +76,9 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
     cp_async_commit();
 
     float acc_o[MT][DT][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int dt = 0; dt < DT; dt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc_o[mt][dt][e] = 0.0f;
     float row_m[MT][2], row_l[MT][2]; /* running max (score units) and this thread's partial sum */
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) row_m[mt][0] = row_m[mt][1] = -INFINITY, row_l[mt][0] = row_l[mt][1] = 0.0f;
+    for (int mt = 0; mt < MT; mt++) fwd_rows_start<DT>(acc_o[mt], row_m[mt], row_l[mt]);
 
     /* Scores become base-2 logits: with softcap or a dense bias they are transformed first
      * (then already in log2 units), otherwise scale * log2(e) is folded into the exponent. */

@@ -38,6 +38,7 @@
 #include "../ptx.cuh"
 #include "../tile-sizes.h"
 #include "common.cuh"
+#include "softmax.cuh"
 
 namespace mfa_fwd32 {
 
@@ -162,15 +163,9 @@ template <int D, bool X3> __device__ __forceinline__ void fwd32_body(const Args 
     cp_async_commit();
 
     float acc_o[MT][DT][4];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int dt = 0; dt < DT; dt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) acc_o[mt][dt][e] = 0.0f;
     float row_m[MT][2], row_l[MT][2]; /* running max (score units) and this thread's partial sum */
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++) row_m[mt][0] = row_m[mt][1] = -INFINITY, row_l[mt][0] = row_l[mt][1] = 0.0f;
+    for (int mt = 0; mt < MT; mt++) fwd_rows_start<DT>(acc_o[mt], row_m[mt], row_l[mt]);
 
     const bool xform = a.softcap > 0.0f || a.mask.data != nullptr;
     const float sl2 = xform ? 1.0f : a.scale_log2;
