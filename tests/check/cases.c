@@ -163,6 +163,13 @@ const mfa_check_case_t mfa_check_cases[] = {
      CAUSAL, LSE},
     {"varlen_f16_d128_gqa2", SHAPE(3, 300, 300, 4, 2, 128, 128), .varlen = 1, .in_dtype = F16, .out_dtype = F16,
      LSE},
+    /* causal with fewer or more queries than keys, bottom-right, fixed length: the Hopper
+     * forward's persistent schedule pairs query tiles of unequal cost (d128), and walks items
+     * whose first rows see no key (d64) */
+    {"bf16_sq300_skv700_d128_causal_br_gqa2", SHAPE(2, 300, 700, 4, 2, 128, 128), .in_dtype = BF16,
+     .out_dtype = BF16, CAUSAL, BR, LSE},
+    {"bf16_sq700_skv300_d64_causal_br", SHAPE(1, 700, 300, 2, 2, 64, 64), .in_dtype = BF16, .out_dtype = BF16,
+     CAUSAL, BR, LSE},
     /* ---- varlen ---- */
     {"varlen", SHAPE(4, 127, 127, 2, 2, 64, 64), .varlen = 1, LSE},
     {"varlen_causal_br_no_keys", SHAPE(5, 63, 127, 2, 2, 32, 32), .varlen = 1, CAUSAL, BR, LSE},
