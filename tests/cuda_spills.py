@@ -24,12 +24,9 @@ SKIP = 77
 
 
 def demangle(names):
-    """Readable kernel names (c++filt where there is one), without their parameter lists."""
-    out = dict((n, n) for n in names)
-    if shutil.which("c++filt"):
-        res = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True)
-        if res.returncode == 0:
-            out = dict(zip(names, res.stdout.splitlines()))
+    """Readable kernel names (by c++filt), without their namespaces and parameter lists."""
+    res = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True, check=True)
+    out = dict(zip(names, res.stdout.splitlines()))
     short = {}
     for mangled, name in out.items():
         name = re.sub(r"^void ", "", name)
@@ -92,6 +89,9 @@ def main():
     have = nvcc_release(args.nvcc)
     if have != release:
         print(f"skipped: the budget is for CUDA {release}, this nvcc is {have}")
+        return SKIP
+    if not shutil.which("c++filt"):  # the budget names kernels as c++filt writes them
+        print("skipped: no c++filt (binutils) to read the kernels' names")
         return SKIP
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
