@@ -568,17 +568,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
         const int key = key_w + g + hf * 8;
-        if (key >= nk) continue;
-        const int64_t at_k = mfa_at(a.dk, s.tb, s.k0 + j0 + key, hk, 0);
-        const int64_t at_v = mfa_at(a.dv, s.tb, s.k0 + j0 + key, hk, 0);
-#pragma unroll
-        for (int n = 0; n < DT; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int d = dim_w + n * 8 + 2 * t + e;
-                if (d < dqk) mfa_st(a.dk.data, a.dk.dtype, at_k + d * a.dk.stride[3], acc_dk[n][hf * 2 + e] * a.scale);
-                if (d < dv) mfa_st(a.dv.data, a.dv.dtype, at_v + d * a.dv.stride[3], acc_dv[n][hf * 2 + e]);
-            }
+        if (key < nk) bwd_store_dkdv_row<DT>(a, s, j0, hk, key, dim_w, acc_dk, acc_dv, hf, t);
     }
 #else
     (void)a;

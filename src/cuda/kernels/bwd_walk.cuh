@@ -179,4 +179,25 @@ __device__ __forceinline__ void bwd_store_dkdv(const Args &a, const Seq &s, int6
     }
 }
 
+
+/* Key `key` of the block (half hf of a thread's dK and dV fragments, dims from d0; dK scaled)
+ * stored element by element, in any dtype and stride: the backwards' path for gradients that are
+ * not 16-byte rows. */
+template <int NT>
+__device__ __forceinline__ void bwd_store_dkdv_row(const Args &a, const Seq &s, int64_t j0, int64_t hk, int key, int d0,
+                                                   const float (&acc_dk)[NT][4], const float (&acc_dv)[NT][4], int hf,
+                                                   int t) {
+    const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
+    const int64_t at_k = mfa_at(a.dk, s.tb, s.k0 + j0 + key, hk, 0);
+    const int64_t at_v = mfa_at(a.dv, s.tb, s.k0 + j0 + key, hk, 0);
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int d = d0 + n * 8 + 2 * t + e;
+            if (d < dqk) mfa_st(a.dk.data, a.dk.dtype, at_k + d * a.dk.stride[3], acc_dk[n][hf * 2 + e] * a.scale);
+            if (d < dv) mfa_st(a.dv.data, a.dv.dtype, at_v + d * a.dv.stride[3], acc_dv[n][hf * 2 + e]);
+        }
+}
+
 #endif
