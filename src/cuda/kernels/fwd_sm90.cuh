@@ -256,7 +256,7 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
                 }
             };
             int nt = 0, cnt = 0; /* tiles and items loaded so far */
-            sched.walk(a, BR, BC, K::MINB, [&](const FwdWalk &w, int64_t) {
+            auto produce = [&](const FwdWalk &w) {
                 const int qb = cnt % K::QBUF;
                 const uint32_t sQ = sQ0 + qb * K::Q_BYTES;
                 mbar_wait(q_empty(qb), ((cnt / K::QBUF) & 1) ^ 1); /* the item before last here is stored */
@@ -282,7 +282,20 @@ __global__ void __launch_bounds__(Fwd90<T, D, SHORT, PERSIST>::BLOCK_THREADS, Fw
                         load_v(vg, w.s.sk, w.j + n, stage(m) + K::T_BYTES), cp_async_mbar_arrive(v_full(sl));
                 }
                 nt += w.n_tiles, cnt++;
-            });
+            };
+            if constexpr (PERSIST || D != 256) {
+                sched.walk(a, BR, BC, K::MINB, [&](const FwdWalk &w, int64_t) { produce(w); });
+            } else {
+                /* the block's one item, written as a walk over the grid's items that ends after one:
+                 * in this form ptxas fits the d256 producer's cp.async path in its 24 registers
+                 * (straight-line code, or the schedule's walk, spilled 356 bytes there; this 20).
+                 * Only at d256: at d64/d128 the same form cost 1-3 % (H200, 2026-11-28) */
+                const int64_t items = a.batch * a.heads_q * ((a.max_sq + BR - 1) / BR);
+                for (int64_t item = blockIdx.x; item < items; item += items) {
+                    const FwdWalk w(a, BR, BC, mfa_fwd_item(a, BR, K::MINB, item));
+                    if (!w.empty()) produce(w);
+                }
+            }
             if (!maps.tma) { /* with the wait: cp.async.wait_all, so no copy is in flight when it exits */
                 cp_async_commit();
                 cp_async_wait<0>();
