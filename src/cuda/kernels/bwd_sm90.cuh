@@ -438,11 +438,10 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             wgmma_commit();
         };
         /* P^T = 2^(S^T scale log2e - lse log2e) in place, masked */
-        auto softmax_p = [&](int n, int e) {
+        auto softmax_p = [&](int n, int e, float nl2) { /* nl2: -lse log2e of the element's query */
             const int q = n * 8 + 2 * t + e; /* query column of this element */
             int klo, khi; /* the block's keys this row sees (BwdTileKeys) */
             row_keys(q, klo, khi);
-            const float nl2 = -sL[q] * MFA_LOG2E;
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
                 const int kl = key_w + g + hf * 8;
@@ -458,15 +457,25 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             wgmma_fence();
             issue_a(acc_p, sV, sO);
             issue_a(acc_s, sK, sQ);
+            /* each column's delta and lse read from shared memory while the products run (read
+             * after the waits, their latency stood in the way each tile) */
+            float dl[NQ][2], nl2[NQ][2];
+#pragma unroll
+            for (int n = 0; n < NQ; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) dl[n][e] = sDl[n * 8 + 2 * t + e];
             wgmma_wait<1>(); /* dP^T */
             wgmma_fence_regs(acc_p);
 #pragma unroll
             for (int n = 0; n < NQ; n++)
 #pragma unroll
-                for (int e = 0; e < 2; e++) {
-                    const float dl = sDl[n * 8 + 2 * t + e];
+                for (int e = 0; e < 2; e++) nl2[n][e] = -sL[n * 8 + 2 * t + e] * MFA_LOG2E;
 #pragma unroll
-                    for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] -= dl;
+            for (int n = 0; n < NQ; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] -= dl[n][e];
                 }
             wgmma_wait<0>(); /* S^T */
             wgmma_fence_regs(acc_s);
@@ -474,7 +483,7 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             for (int n = 0; n < NQ; n++)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
-                    softmax_p(n, e);
+                    softmax_p(n, e, nl2[n][e]);
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] *= acc_s[n][hf * 2 + e];
                 }
@@ -494,12 +503,21 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             wgmma_fence();
             issue_a(acc_s, sK, sQ);
             issue_a(acc_p, sV, sO);
+            float nl2[NQ][2], dl[NQ][2]; /* read while the products run, as above */
+#pragma unroll
+            for (int n = 0; n < NQ; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) nl2[n][e] = -sL[n * 8 + 2 * t + e] * MFA_LOG2E;
             wgmma_wait<1>(); /* S^T */
             wgmma_fence_regs(acc_s);
 #pragma unroll
             for (int n = 0; n < NQ; n++)
 #pragma unroll
-                for (int e = 0; e < 2; e++) softmax_p(n, e);
+                for (int e = 0; e < 2; e++) dl[n][e] = sDl[n * 8 + 2 * t + e];
+#pragma unroll
+            for (int n = 0; n < NQ; n++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) softmax_p(n, e, nl2[n][e]);
             c_to_a<T>(acc_s, pp);
             /* Phase B, first half: dV += P^T dO (k16 step kq: queries 16kq.., both 8-row groups) */
             wgmma_fence();
@@ -512,9 +530,9 @@ __global__ void __launch_bounds__(Bwd90<T, D>::BLOCK_THREADS, Bwd90Tile<D>::MINB
             for (int n = 0; n < NQ; n++)
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
-                    const float dl = sDl[n * 8 + 2 * t + e];
 #pragma unroll
-                    for (int hf = 0; hf < 2; hf++) acc_p[n][hf * 2 + e] = acc_s[n][hf * 2 + e] * (acc_p[n][hf * 2 + e] - dl);
+                    for (int hf = 0; hf < 2; hf++)
+                        acc_p[n][hf * 2 + e] = acc_s[n][hf * 2 + e] * (acc_p[n][hf * 2 + e] - dl[n][e]);
                 }
             c_to_a<T>(acc_p, ds);
             /* Phase B, second half: dK += dS^T Q */
