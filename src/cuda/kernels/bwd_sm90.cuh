@@ -159,13 +159,17 @@ __device__ __forceinline__ void bwd90_dq_warpgroup(const Args &a, const Seq &s, 
                     const int d0 = p * K::DQ_N; /* this product's first dim */
                     float acc[NT][4];
                     wgmma_fence();
+                    /* each k16 step's descriptors the first ones moved on (built here, not held
+                     * across the tile: this warpgroup has 48 registers) */
+                    const uint64_t desc_ds = wgmma_desc(dS + m * 64 * 128, 16, 1024);
+                    /* K read transposed from dim d0 of its panel: at DQ_N = 32 the second half starts
+                     * 64 bytes into the swizzled rows, which the swizzle (on address bits) allows */
+                    const uint64_t desc_kt = wgmma_desc(sK + (d0 >> 6) * BC * 128 + (d0 & 63) * 2, BC * 128, 1024);
 #pragma unroll
                     for (int kk = 0; kk < BC / 16; kk++) {
                         const int key0 = kk * 16;
-                        const uint64_t da = wgmma_desc(dS + (key0 >> 6) * BR * 128 + m * 64 * 128 + ((key0 & 63) >> 4) * 32, 16, 1024);
-                        /* K read transposed from dim d0 of its panel: at DQ_N = 32 the second half starts
-                         * 64 bytes into the swizzled rows, which the swizzle (on address bits) allows */
-                        const uint64_t db = wgmma_desc(sK + (d0 >> 6) * BC * 128 + (d0 & 63) * 2 + key0 * 128, BC * 128, 1024);
+                        const uint64_t da = wgmma_desc_at(desc_ds, (key0 >> 6) * BR * 128 + ((key0 & 63) >> 4) * 32);
+                        const uint64_t db = wgmma_desc_at(desc_kt, key0 * 128);
                         Wgmma<T, K::DQ_N>::ss_tb(acc, da, db, kk > 0);
                     }
                     wgmma_commit();
