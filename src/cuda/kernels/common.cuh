@@ -186,6 +186,11 @@ struct FwdKeys {
     __device__ __forceinline__ bool needs_mask(const Seq &s, int64_t j0, int bc) const {
         return j0 + bc > s.sk || lo_last > j0 || hi_first < j0 + bc;
     }
+    /* the key tiles of `bc` keys the rows walk: [first, end), empty where they see no key */
+    __device__ __forceinline__ void tiles(int bc, int64_t &first, int64_t &end) const {
+        end = (hi + bc - 1) / bc;
+        first = lo < hi ? lo / bc : end;
+    }
 };
 
 __device__ __forceinline__ bool mfa_block_keeps(const Args &a, int64_t b, int64_t h, int64_t i, int64_t j) {

@@ -63,8 +63,8 @@ __global__ void __launch_bounds__(Fwd<T, D>::THREADS, FwdTile<D>::MINB) fwd_kern
     const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
 
     /* Key tiles (BC keys each) j in [j, j_end); the block-sparse map takes the generic path. */
-    const int64_t j_end = (keys.hi + BC - 1) / BC;
-    int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
+    int64_t j, j_end;
+    keys.tiles(BC, j, j_end);
 
     load_tile<T, D, BR, THREADS>(sQ, q, a.q.stride[1], n_rows, dqk, (const T *)a.q.data);
     cp_async_commit();

@@ -150,8 +150,8 @@ template <int D, bool X3> __device__ __forceinline__ void fwd32_body(const Args 
     const float *vg = (const float *)a.v.data + s.tb * a.v.stride[0] + s.k0 * a.v.stride[1] + hk * a.v.stride[2];
     const int dqk = (int)a.head_dim_qk, dv = (int)a.head_dim_v;
 
-    const int64_t j_end = (keys.hi + BC - 1) / BC;
-    int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
+    int64_t j, j_end;
+    keys.tiles(BC, j, j_end);
 
     load_tile32<D, BR, THREADS>(sQ, q, a.q.stride[1], n_rows, dqk, (const float *)a.q.data);
     cp_async_commit();

@@ -271,8 +271,8 @@ template <int D> __global__ void __launch_bounds__(THREADS, 1) fwd32_90_kernel(c
         }
     };
 
-    const int64_t j_end = (keys.hi + BC - 1) / BC;
-    int64_t j = keys.lo < keys.hi ? keys.lo / BC : j_end;
+    int64_t j, j_end;
+    keys.tiles(BC, j, j_end);
     /* Q's rows land in stage 1 (free until the loop's first barrier) while tile j loads into
      * stage 0; Q is split once they are in */
     const uint32_t sQraw = sKV + 4 * TB;

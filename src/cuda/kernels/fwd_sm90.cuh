@@ -103,8 +103,8 @@ struct FwdWalk {
     int n_tiles;
     __device__ __forceinline__ FwdWalk(const Args &a, int br, int bc, const FwdBlock &item)
         : blk(item), s(mfa_seq(a, blk.b)), n_rows((int)min((int64_t)br, s.sq - blk.i0)), keys(a, s, blk.i0, n_rows) {
-        const int64_t j_end = (keys.hi + bc - 1) / bc;
-        j = keys.lo < keys.hi ? keys.lo / bc : j_end;
+        int64_t j_end;
+        keys.tiles(bc, j, j_end);
         n_tiles = (int)(j_end - j);
     }
     /* a tile of a varlen batch's shorter sequence past its end: nothing to do */
