@@ -124,6 +124,27 @@ template <typename T> struct BwdHead {
           stat(mfa_lse_at(a, b, s, h, 0)) {}
 };
 
+/* The lse and delta of query tile tq (its part of bwd_load_rows, alone where the TMA unit copies
+ * the tile's Q and dO rows) */
+template <typename T, int BR, int THREADS, bool ONLY_COPIES = false>
+__device__ __forceinline__ void bwd_load_stats(const Args &a, const Seq &s, const BwdHead<T> &hd, int tq, float *st,
+                                               int tid = (int)threadIdx.x) {
+    const int64_t i0 = (int64_t)tq * BR;
+    const int n = (int)min((int64_t)BR, s.sq - i0);
+    for (int r = tid; r < BR; r += THREADS) {
+        if constexpr (ONLY_COPIES) {
+            const int64_t at = hd.stat + i0 + (r < n ? r : 0);
+            cp_async4z(smem_u32(st + r), a.lse + at, r < n ? 4 : 0);
+            cp_async4z(smem_u32(st + BR + r), a.delta + at, r < n ? 4 : 0);
+        } else if (r < n) {
+            cp_async4(smem_u32(st + r), a.lse + hd.stat + i0 + r);
+            cp_async4(smem_u32(st + BR + r), a.delta + hd.stat + i0 + r);
+        } else {
+            st[r] = INFINITY, st[BR + r] = 0.0f;
+        }
+    }
+}
+
 /* cp.async of query tile tq of a head: Q and dO (BR rows, zero-filled past the sequence) into sQ
  * and sO in the tile layout PANEL (tile.cuh), the LSE and delta into st[0..BR) and st[BR..2BR), by
  * THREADS threads (tid: 0..THREADS-1). Padding rows get lse = +inf, so their P = 2^-inf = 0; with
@@ -139,18 +160,7 @@ __device__ __forceinline__ void bwd_load_rows(const Args &a, const Seq &s, const
                                         (const T *)a.q.data, tid);
     load_tile<T, D, BR, THREADS, PANEL>(sO, hd.dout + i0 * a.dout.stride[1], a.dout.stride[1], n, (int)a.head_dim_v,
                                         (const T *)a.dout.data, tid);
-    for (int r = tid; r < BR; r += THREADS) {
-        if constexpr (ONLY_COPIES) {
-            const int64_t at = hd.stat + i0 + (r < n ? r : 0);
-            cp_async4z(smem_u32(st + r), a.lse + at, r < n ? 4 : 0);
-            cp_async4z(smem_u32(st + BR + r), a.delta + at, r < n ? 4 : 0);
-        } else if (r < n) {
-            cp_async4(smem_u32(st + r), a.lse + hd.stat + i0 + r);
-            cp_async4(smem_u32(st + BR + r), a.delta + hd.stat + i0 + r);
-        } else {
-            st[r] = INFINITY, st[BR + r] = 0.0f;
-        }
-    }
+    bwd_load_stats<T, BR, THREADS, ONLY_COPIES>(a, s, hd, tq, st, tid);
 }
 
 /* dK and dV of the block's nk keys, staged in shared memory in the input type (sdK, sdV: BC rows of
