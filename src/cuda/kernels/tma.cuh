@@ -1,6 +1,6 @@
-/* tma.cuh — tensor maps for the TMA unit's tile copies (the Hopper forward's producer, the Hopper
- * backward's query tiles): the host-side encoder of a [batch][seq][head][dim] 16-bit tensor's map
- * and the device-side coordinates of a tile in it. A map's dimensions are (head dim, then
+/* tma.cuh — tensor maps for the TMA unit's tile copies (the Hopper forward's producer): the
+ * host-side encoder of a [batch][seq][head][dim] 16-bit tensor's map and the device-side copy of
+ * a tile from it. A map's dimensions are (head dim, then
  * sequence, head and batch in increasing stride); its box is 64 columns (one 128-byte swizzled
  * panel, ptx.cuh's pnl layout) by a tile's rows. */
 #ifndef MFA_CUDA_TMA_CUH
