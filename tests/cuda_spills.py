@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""cuda_spills.py — the Hopper kernels' register spills against their budget, without a GPU.
+"""cuda_spills.py — the Hopper kernels' register spills against their budget, and their wgmma
+pipelines, without a GPU.
 
     python3 tests/cuda_spills.py --nvcc NVCC --budget src/cuda/spill-budget.txt -I DIR ... FILE.cu ...
 
@@ -10,6 +11,13 @@ looks unrelated can push one over: the causal schedule's merge took the d256 for
 from 20 to 356 bytes of spill, which only `ptxas -v` showed. A kernel over its budget fails the
 test; one under it is reported, so that the budget can come down. ptxas is deterministic for one
 CUDA release only, so another release than the budget's skips the test (exit 77).
+
+ptxas also says when it serializes a kernel's wgmma instructions ("Potential Performance Loss",
+C751x: too few registers to keep an operand or accumulator live across an asynchronous product,
+or a plain instruction reading an accumulator before its wait): every product then waits for
+the one before, whatever the source intended. Any such message fails the test (no budget: none
+of the kernels has one), since it costs more than any spill (sixteenth session: overlapping the
+backward's phase B with the next tile's dP^T drew C7512).
 """
 import argparse
 import concurrent.futures
@@ -36,7 +44,8 @@ def demangle(names):
 
 
 def spills(nvcc, includes, path):
-    """{mangled kernel name: spill store bytes} of one file, from ptxas -v."""
+    """({mangled kernel name: spill store bytes}, {mangled name: [serialization messages]}) of
+    one file, from ptxas -v."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [nvcc, "-O3", "-DNDEBUG", "-std=c++17", "-D_GNU_SOURCE"] + [f"-I{d}" for d in includes] + [
             "-gencode=arch=compute_90a,code=sm_90a", "-Xptxas", "-v", "-cubin", path, "-o",
@@ -44,8 +53,12 @@ def spills(nvcc, includes, path):
         res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{os.path.basename(path)}: nvcc failed:\n{res.stderr[-3000:]}")
-    found, kernel = {}, None
+    found, serial, kernel = {}, {}, None
     for line in res.stderr.splitlines():
+        m = re.search(r"\((C75\d\d)\) Potential Performance Loss: (.*?)\s+(?:for|in)\s+the function '([^']+)'", line)
+        if m:
+            serial.setdefault(m.group(3), []).append(f"{m.group(1)}: {m.group(2).strip()}")
+            continue
         m = re.search(r"Compiling entry function '([^']+)'", line)
         if m:
             kernel = m.group(1)
@@ -54,7 +67,7 @@ def spills(nvcc, includes, path):
         if m and kernel:
             found[kernel] = int(m.group(1))
             kernel = None
-    return found
+    return found, serial
 
 
 def read_budget(path):
@@ -96,10 +109,11 @@ def main():
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         results = list(pool.map(lambda f: spills(args.nvcc, args.includes, f), args.files))
-    found = {}
-    for r in results:
-        found.update(r)
-    names = demangle(list(found))
+    found, serial = {}, {}
+    for f, s in results:
+        found.update(f)
+        serial.update(s)
+    names = demangle(list(found) + [k for k in serial if k not in found])
 
     over, under = [], []
     print(f"{'kernel':72} {'spill':>6} {'budget':>6}")
@@ -114,10 +128,16 @@ def main():
             print(f"(not compiled here: {n})")
     if under:
         print(f"{len(under)} kernel(s) below budget: lower {os.path.basename(args.budget)} to the new figures")
-    if over:
-        print(f"FAILED: {len(over)} kernel(s) over budget")
+    for mangled, msgs in sorted(serial.items(), key=lambda kv: names[kv[0]]):
+        for msg in msgs:
+            print(f"SERIALIZED {names[mangled]}: {msg}")
+    if over or serial:
+        if over:
+            print(f"FAILED: {len(over)} kernel(s) over budget")
+        if serial:
+            print(f"FAILED: ptxas serializes the wgmma instructions of {len(serial)} kernel(s)")
         return 1
-    print(f"{len(found)} kernels within budget")
+    print(f"{len(found)} kernels within budget, no wgmma serialized")
     return 0
 
 
