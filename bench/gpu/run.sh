@@ -4,7 +4,7 @@
 #   table on the cuda backend (`mfa check --backend cuda` and ctest with MFA_TEST_BACKEND=cuda),
 #   3. compute-sanitizer memcheck and racecheck on a subset, 4. the benchmark (bench.py).
 # Logs and results go to $OUT (the device tool brings them back); the last lines printed are the
-# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|vcheck|wgmma-ab|breakdown|ncu-bwd|ncu-bwd90|ncu-src|profile|dropin|pytest]...
+# summaries. Usage on the device: bash bench/gpu/run.sh [check|sanitize|bench|quick|ab|vcheck|vsanitize|wgmma-ab|breakdown|ncu-bwd|ncu-bwd90|ncu-src|profile|dropin|pytest]...
 # (default: the first three). Set MFA_SEED to replay inputs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -200,6 +200,22 @@ PY
       echo "$d: mfa check --backend cuda: rc=$?: $(tail -1 "$OUT/vcheck.log")" | tee -a "$OUT/summary.txt"
       MFA_CUDA_FWD_BLOCKS=3 MFA_CUDA_SHORT_WALK=0 ./$d/mfa check --backend cuda >"$OUT/vcheck.log" 2>&1
       echo "$d: MFA_CUDA_FWD_BLOCKS=3 MFA_CUDA_SHORT_WALK=0: rc=$?: $(tail -1 "$OUT/vcheck.log")" | tee -a "$OUT/summary.txt"
+    done
+    ;;
+  vsanitize)
+    # memcheck and racecheck on every candidate plugin of the ab rotation (.gpu-prebuilt/v-NAME.so.gz),
+    # a forward and a backward case at each of d64, d128 and d256 (VSANITIZE_CASES: other filters)
+    for z in .gpu-prebuilt/v-*.so.gz; do
+      [ -f "$z" ] || continue
+      d=build-$(basename "$z" .so.gz)
+      [ -d "$d" ] || { rm -rf "$d" && cp -r $B "$d" && zcat "$z" >"$d/libmfa_cuda.so"; }
+      for tool in memcheck racecheck; do
+        for f in ${VSANITIZE_CASES:-bf16_s1000_causal bwd_bf16_s300_d64 s1000_d128_causal bwd_bf16_d128_causal_gqa2 s257_d256_bf16 bwd_f16_d256_window}; do
+          compute-sanitizer --tool $tool --error-exitcode 9 ./$d/mfa check --backend cuda --filter $f >"$OUT/vsanitize.log" 2>&1
+          echo "$d: compute-sanitizer $tool $f: rc=$? $(grep -E '^=+ (ERROR SUMMARY|RACECHECK SUMMARY)' "$OUT/vsanitize.log" | tail -1)" |
+            tee -a "$OUT/summary.txt"
+        done
+      done
     done
     ;;
   pytest)
