@@ -189,7 +189,6 @@ __device__ __forceinline__ void bwd_store_dkdv(const Args &a, const Seq &s, int6
     }
 }
 
-
 /* Key `key` of the block (half hf of a thread's dK and dV fragments, dims from d0; dK scaled)
  * stored element by element, in any dtype and stride: the backwards' path for gradients that are
  * not 16-byte rows. */

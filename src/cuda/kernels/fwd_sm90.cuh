@@ -28,13 +28,11 @@
 #ifndef MFA_CUDA_FWD_SM90_CUH
 #define MFA_CUDA_FWD_SM90_CUH
 
-#include <cuda.h> /* CUtensorMap (the driver's encoder is fetched at run time: no -lcuda) */
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <type_traits>
 
 #include "../ptx.cuh"
 #include "../tile-sizes.h"

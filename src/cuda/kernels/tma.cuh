@@ -1,8 +1,8 @@
 /* tma.cuh — tensor maps for the TMA unit's tile copies (the Hopper forward's producer): the
  * host-side encoder of a [batch][seq][head][dim] 16-bit tensor's map and the device-side copy of
- * a tile from it. A map's dimensions are (head dim, then
- * sequence, head and batch in increasing stride); its box is 64 columns (one 128-byte swizzled
- * panel, ptx.cuh's pnl layout) by a tile's rows. */
+ * a tile from it. A map's dimensions are (head dim, then sequence, head and batch in increasing
+ * stride); its box is 64 columns (one 128-byte swizzled panel, ptx.cuh's pnl layout) by a tile's
+ * rows. */
 #ifndef MFA_CUDA_TMA_CUH
 #define MFA_CUDA_TMA_CUH
 
@@ -88,14 +88,13 @@ static bool encode_map(CUtensorMap *m, const mfa_cuda_tensor_t &t, int64_t seq, 
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-
 /* Rows [row, row + rows) of (head, batch) in map m, D / 64 panels of rows x 128 bytes at `at`
  * (1024-byte aligned), completing on mbarrier `bar`; one thread issues it, after telling `bar`
  * to expect the bytes (mbar_expect_tx, one of its arrivals). Rows past the map's end arrive as
  * zeros. */
 template <int D>
-__device__ __forceinline__ void tma_load_tile(const CUtensorMap &m, const MapOrder &o, uint32_t at, int rows, int64_t row,
-                                         int64_t head, int64_t batch, uint32_t bar) {
+__device__ __forceinline__ void tma_load_tile(const CUtensorMap &m, const MapOrder &o, uint32_t at, int rows,
+                                              int64_t row, int64_t head, int64_t batch, uint32_t bar) {
 #pragma unroll
     for (int p = 0; p < D / 64; p++) {
         int x[4];
